@@ -1,0 +1,193 @@
+"""The project file `curate.toml`, validated at load.
+
+Resolution order: `--config PATH`, then the `CURATE_CONFIG` environment variable, then
+`./curate.toml` when it exists, else built-in defaults (every command works with no file).
+Relative paths in a config file are resolved against the file's own folder, so a cron job that
+runs from another working directory still finds the store.
+
+Unknown sections or keys, wrong types and impossible values are errors that name the key, e.g.
+``curate.toml: [embedding] batch_size: Input should be greater than or equal to 1``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from curation.errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "curate.toml"
+DEFAULT_STORE_DIR = "curation-data"
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreConfig(_Section):
+    """`[store]`: where the SQLite database and the vector shards live."""
+
+    path: Path = Path(DEFAULT_STORE_DIR)
+
+
+class EmbeddingConfig(_Section):
+    """`[embedding]`: the sentence-transformers model and how vectors are stored."""
+
+    model: str = DEFAULT_MODEL
+    batch_size: Annotated[int, Field(ge=1, le=65536)] = 64
+    device: str = "auto"
+    normalize: bool = True
+    # e5-style models want "passage: " (documents) / "query: " (queries) in front of the text.
+    text_prefix: str = ""
+    dtype: Literal["float32", "float16"] = "float32"
+    max_seq_length: Annotated[int, Field(ge=8)] | None = None
+    # Texts read from the store and written as one shard per chunk; bounds memory on large pools.
+    chunk_size: Annotated[int, Field(ge=1)] = 16384
+
+    @field_validator("device")
+    @classmethod
+    def _device_known(cls, value: str) -> str:
+        if value in {"auto", "cpu", "mps"} or value == "cuda" or value.startswith("cuda:"):
+            return value
+        raise ValueError("must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+
+
+class LanguagesConfig(_Section):
+    """`[languages]`: which BCP-47 codes are allowed and how missing ones are detected."""
+
+    allowed: list[str] | None = None
+    detect: bool = True
+    min_confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+
+    @field_validator("allowed")
+    @classmethod
+    def _valid_tags(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        from curation.languages import standardize_tag
+
+        out = []
+        for tag in value:
+            standard = standardize_tag(tag)
+            if standard is None:
+                raise ValueError(f"'{tag}' is not a valid BCP-47 language tag")
+            out.append(standard)
+        if not out:
+            raise ValueError("must list at least one language, or be left out")
+        return out
+
+
+class LabelsConfig(_Section):
+    """`[labels]`: the label set of the task; None means imported labels define it."""
+
+    names: list[str] | None = None
+
+    @field_validator("names")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if len(value) < 2:
+            raise ValueError("a classification task needs at least 2 labels")
+        if any(not name.strip() for name in value):
+            raise ValueError("label names must not be empty")
+        if len(set(value)) != len(value):
+            raise ValueError("label names must be distinct")
+        return value
+
+
+class IngestConfig(_Section):
+    """`[ingest]`: row validation limits and streaming chunk size."""
+
+    max_text_length: Annotated[int, Field(ge=1)] = 2000
+    chunk_rows: Annotated[int, Field(ge=1)] = 20000
+
+
+class IndexConfig(_Section):
+    """`[index]`: FAISS index kind; exact search below `exact_max` vectors."""
+
+    kind: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
+    exact_max: Annotated[int, Field(ge=1)] = 100_000
+    # Used when kind resolves to an approximate index.
+    approximate: Literal["ivf", "hnsw"] = "hnsw"
+    nprobe: Annotated[int, Field(ge=1)] = 16
+    hnsw_m: Annotated[int, Field(ge=4, le=128)] = 32
+    ef_search: Annotated[int, Field(ge=1)] = 64
+
+
+class Config(_Section):
+    """The whole project file."""
+
+    store: StoreConfig = StoreConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    languages: LanguagesConfig = LanguagesConfig()
+    labels: LabelsConfig = LabelsConfig()
+    ingest: IngestConfig = IngestConfig()
+    index: IndexConfig = IndexConfig()
+
+
+def _format_validation_error(origin: str, error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"]]
+        if item["type"] == "extra_forbidden":
+            where = f"[{loc[0]}] {'.'.join(loc[1:])}" if len(loc) > 1 else f"[{loc[0]}]"
+            problems.append(f"{where}: unknown key")
+            continue
+        if len(loc) >= 2:
+            where = f"[{loc[0]}] {'.'.join(loc[1:])}"
+        elif loc:
+            where = loc[0]
+        else:
+            where = "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}")
+    return f"{origin}: " + "; ".join(problems)
+
+
+def config_from_dict(data: dict, *, origin: str = "config", base_dir: Path | None = None) -> Config:
+    """Validate a parsed TOML mapping; relative store paths resolve against `base_dir`."""
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(origin, exc)) from None
+    if base_dir is not None and not config.store.path.is_absolute():
+        store = config.store.model_copy(update={"path": (base_dir / config.store.path)})
+        config = config.model_copy(update={"store": store})
+    return config
+
+
+def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path | None:
+    """The config file to use, or None for built-in defaults."""
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    env = os.environ.get("CURATE_CONFIG")
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path} (from CURATE_CONFIG)")
+        return path
+    local = Path(DEFAULT_CONFIG_NAME)
+    return local if local.is_file() else None
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
+    """Load and validate the project file (see module docstring for the resolution order)."""
+    path = resolve_config_path(explicit)
+    if path is None:
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    return config_from_dict(data, origin=str(path), base_dir=path.resolve().parent)
