@@ -314,7 +314,9 @@ class Ingestor:
         self.config = config
         self.progress = progress
         self.detector = LanguageDetector(
-            allowed=config.languages.allowed, min_confidence=config.languages.min_confidence
+            allowed=config.languages.allowed,
+            min_confidence=config.languages.min_confidence,
+            accuracy=config.languages.detection_accuracy,
         )
 
     def __repr__(self) -> str:

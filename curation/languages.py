@@ -52,9 +52,10 @@ class Detection:
 
 
 @lru_cache(maxsize=8)
-def _detector(allowed: tuple[str, ...] | None):  # noqa: ANN202 - lingua type
+def _detector(allowed: tuple[str, ...] | None, low_accuracy: bool):  # noqa: ANN202 - lingua
     from lingua import IsoCode639_1, LanguageDetectorBuilder
 
+    builder = LanguageDetectorBuilder.from_all_languages()
     if allowed:
         codes = []
         for tag in allowed:
@@ -62,24 +63,36 @@ def _detector(allowed: tuple[str, ...] | None):  # noqa: ANN202 - lingua type
             if hasattr(IsoCode639_1, sub):
                 codes.append(getattr(IsoCode639_1, sub))
         if len(codes) >= 2:
-            return LanguageDetectorBuilder.from_iso_codes_639_1(*codes).build()
-    return LanguageDetectorBuilder.from_all_languages().build()
+            builder = LanguageDetectorBuilder.from_iso_codes_639_1(*codes)
+    if low_accuracy:
+        builder = builder.with_low_accuracy_mode()
+    return builder.build()
 
 
 class LanguageDetector:
     """Offline detection with lingua, restricted to the allowed languages when they are known."""
 
-    def __init__(self, *, allowed: Sequence[str] | None = None, min_confidence: float = 0.5):
+    def __init__(
+        self,
+        *,
+        allowed: Sequence[str] | None = None,
+        min_confidence: float = 0.5,
+        accuracy: str = "high",
+    ) -> None:
         self.allowed = tuple(allowed) if allowed else None
         self.min_confidence = min_confidence
+        self.accuracy = accuracy
 
     def __repr__(self) -> str:
-        return f"LanguageDetector(allowed={self.allowed}, min_confidence={self.min_confidence})"
+        return (
+            f"LanguageDetector(allowed={self.allowed}, min_confidence={self.min_confidence}, "
+            f"accuracy={self.accuracy!r})"
+        )
 
     def detect(self, texts: Sequence[str]) -> list[Detection]:
         if not texts:
             return []
-        detector = _detector(self.allowed)
+        detector = _detector(self.allowed, self.accuracy == "low")
         results = detector.compute_language_confidence_values_in_parallel(list(texts))
         detections = []
         for values in results:

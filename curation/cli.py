@@ -1,0 +1,400 @@
+"""The `curate` command line.
+
+Exit codes: 0 success, 2 bad usage or bad input, 1 any other failure. Errors are one line on
+stderr (`error: ...`), with a traceback only under `--debug`. Every reporting command takes
+`--json` and then prints exactly one JSON object on stdout; logs and progress go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from curation.config import Config, load_config
+from curation.errors import CurateError, InputError
+from curation.store import Store
+
+app = typer.Typer(
+    name="curate",
+    help="Multilingual active learning and data curation: ingest, embed, select, label, train.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+log = logging.getLogger("curate")
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True)
+
+
+class _State:
+    config_path: str | None = None
+    debug: bool = False
+    quiet: bool = False
+
+
+STATE = _State()
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")
+]
+
+
+def _config() -> Config:
+    return load_config(STATE.config_path)
+
+
+def _open_store(config: Config, *, read_only: bool = False) -> Store:
+    return Store(config.store.path, read_only=read_only)
+
+
+def _progress(json_output: bool) -> bool:
+    # Progress bars go to stderr; hide them when stderr is not a terminal or when asked.
+    return not STATE.quiet and sys.stderr.isatty()
+
+
+def _emit_json(payload: dict) -> None:
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+@app.callback()
+def _global(
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Project file (default: $CURATE_CONFIG, else ./curate.toml, else defaults).",
+        ),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    STATE.config_path = config
+    STATE.debug = debug
+    STATE.quiet = quiet
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# -- ingest -------------------------------------------------------------------------------------
+
+
+@app.command()
+def ingest(
+    files: Annotated[list[Path], typer.Argument(help="CSV, JSONL or Parquet files.")],
+    source: Annotated[
+        str | None, typer.Option("--source", help="Source name recorded with each row.")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Validate rows, detect missing languages, drop duplicates and store the pool."""
+    from curation.ingest import ingest_files, summarize
+
+    config = _config()
+    with _open_store(config) as store:
+        reports = ingest_files(store, config, files, source=source, progress=_progress(json_output))
+    summary = summarize(reports)
+    if json_output:
+        _emit_json(summary)
+        return
+    for report in reports:
+        if report.skipped:
+            stdout.print(f"{report.file}: already ingested (same content), nothing changed")
+    table = Table(title="ingest")
+    for column in ("read", "added", "duplicates", "quarantined", "labels imported"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        *(str(summary[key]) for key in ("read", "added", "duplicates", "quarantined")),
+        str(summary["labels_imported"]),
+    )
+    stdout.print(table)
+    if summary["per_language"]:
+        stdout.print(
+            "added per language: "
+            + ", ".join(f"{code} {n}" for code, n in summary["per_language"].items())
+        )
+    if summary["undetermined_language"]:
+        stdout.print(
+            f"{summary['undetermined_language']} rows got language 'und' (detection below "
+            f"min_confidence {config.languages.min_confidence})"
+        )
+    if summary["quarantined"]:
+        stdout.print("see the rejected rows with: curate quarantine")
+
+
+# -- status -------------------------------------------------------------------------------------
+
+
+@app.command()
+def status(json_output: JsonOption = False) -> None:
+    """Examples, labels and vectors per language."""
+    from curation.embeddings import EmbeddingCache
+
+    config = _config()
+    db = config.store.path / "curate.db"
+    if not db.exists():
+        payload = {"examples": 0, "labeled": 0, "quarantined": 0, "per_language": {}}
+        if json_output:
+            _emit_json(payload)
+        else:
+            stdout.print(f"store {config.store.path} is empty (run `curate ingest FILE`)")
+        return
+    with _open_store(config, read_only=True) as store:
+        payload = store.status()
+        cache = EmbeddingCache.for_config(store, config)
+        embedded = dict(
+            store.conn.execute(
+                "SELECT e.language, COUNT(*) FROM embeddings m JOIN examples e "
+                "ON e.id = m.example_id WHERE m.model = ? GROUP BY e.language",
+                (cache.key,),
+            ).fetchall()
+        )
+    for code, counts in payload["per_language"].items():
+        counts["embedded"] = embedded.get(code, 0)
+    payload["embedded"] = sum(embedded.values())
+    payload["model"] = config.embedding.model
+    payload["store"] = str(config.store.path)
+    if json_output:
+        _emit_json(payload)
+        return
+    table = Table(title=f"store {config.store.path}")
+    for column, justify in (
+        ("language", "left"),
+        ("examples", "right"),
+        ("labeled", "right"),
+        ("embedded", "right"),
+    ):
+        table.add_column(column, justify=justify)
+    for code, counts in payload["per_language"].items():
+        table.add_row(
+            code, str(counts["examples"]), str(counts["labeled"]), str(counts["embedded"])
+        )
+    table.add_section()
+    table.add_row(
+        "all", str(payload["examples"]), str(payload["labeled"]), str(payload["embedded"])
+    )
+    stdout.print(table)
+    stdout.print(
+        f"quarantined rows: {payload['quarantined']}   duplicates linked: "
+        f"{payload['duplicates']}   labels: {', '.join(payload['labels']) or 'none yet'}"
+    )
+
+
+# -- quarantine ---------------------------------------------------------------------------------
+
+
+@app.command()
+def quarantine(
+    file: Annotated[
+        str | None, typer.Option("--file", help="Only rows from this file path.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows.")] = 1000,
+    json_output: JsonOption = False,
+) -> None:
+    """Rows rejected at ingest, with file, line, field and reason."""
+    config = _config()
+    rows: list[dict] = []
+    if (config.store.path / "curate.db").exists():
+        with _open_store(config, read_only=True) as store:
+            sql = "SELECT file, line, field, reason, raw FROM quarantine"
+            params: list = []
+            if file:
+                sql += " WHERE file = ?"
+                params.append(file)
+            sql += " ORDER BY id LIMIT ?"
+            params.append(limit)
+            rows = [dict(row) for row in store.conn.execute(sql, params)]
+    if json_output:
+        _emit_json({"rows": rows})
+        return
+    if not rows:
+        stdout.print("no quarantined rows")
+        return
+    table = Table(title="quarantine")
+    for column in ("file", "line", "field", "reason"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["file"], str(row["line"]), row["field"], row["reason"])
+    stdout.print(table)
+
+
+# -- embed / index / search ---------------------------------------------------------------------
+
+
+@app.command()
+def embed(json_output: JsonOption = False) -> None:
+    """Embed every example that has no vector for the configured model yet."""
+    from curation.embeddings import embed_pool
+
+    config = _config()
+    with _open_store(config) as store:
+        result = embed_pool(store, config, progress=_progress(json_output))
+    if json_output:
+        _emit_json(result)
+        return
+    if result["embedded"] == 0:
+        stdout.print(
+            f"nothing to embed: all {result['already_embedded']} examples already have "
+            f"{result['model']} vectors"
+        )
+        return
+    rate = result["embedded"] / result["seconds"] if result["seconds"] else float("nan")
+    stdout.print(
+        f"embedded {result['embedded']} examples with {result['model']} "
+        f"({result['dim']}-d) in {result['seconds']:.1f} s ({rate:.0f} texts/s); "
+        f"{result['already_embedded']} already had vectors"
+    )
+
+
+@app.command()
+def index(json_output: JsonOption = False) -> None:
+    """Build or update the FAISS index over the cached vectors."""
+    from curation.index import update_index
+
+    config = _config()
+    with _open_store(config) as store:
+        _, counts = update_index(store, config)
+    if json_output:
+        _emit_json(counts)
+        return
+    stdout.print(
+        f"index: {counts['indexed']} vectors ({counts['kind']}), {counts['added']} added"
+        + (", rebuilt" if counts["rebuilt"] else "")
+    )
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="Text to find neighbours of.")],
+    k: Annotated[int, typer.Option("-k", min=1, help="Neighbours to show.")] = 5,
+    language: Annotated[
+        list[str] | None, typer.Option("--language", "-l", help="Only these languages.")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Nearest examples to a text (cosine), optionally within languages."""
+    from curation.embeddings import Embedder
+    from curation.index import update_index
+
+    config = _config()
+    with _open_store(config) as store:
+        vector_index, _ = update_index(store, config)
+        if vector_index is None:
+            raise InputError("no vectors yet: run `curate embed` first")
+        query_vector = Embedder(config.embedding).encode_queries([query])
+        scores, ids = vector_index.search(query_vector, k, language=language)
+        found = ids[0]
+        texts = (
+            dict(
+                store.conn.execute(
+                    f"SELECT id, text FROM examples WHERE id IN ({','.join('?' * len(found))})",
+                    found,
+                ).fetchall()
+            )
+            if found
+            else {}
+        )
+        languages = (
+            dict(
+                store.conn.execute(
+                    f"SELECT id, language FROM examples WHERE id IN ({','.join('?' * len(found))})",
+                    found,
+                ).fetchall()
+            )
+            if found
+            else {}
+        )
+    hits = [
+        {"id": i, "score": float(s), "language": languages[i], "text": texts[i]}
+        for i, s in zip(found, scores[0], strict=False)
+    ]
+    if json_output:
+        _emit_json({"query": query, "hits": hits})
+        return
+    table = Table(title=f"nearest to {query!r}")
+    for column in ("score", "language", "id", "text"):
+        table.add_column(column)
+    for hit in hits:
+        table.add_row(f"{hit['score']:.3f}", hit["language"], hit["id"], hit["text"])
+    stdout.print(table)
+
+
+# -- export -------------------------------------------------------------------------------------
+
+
+@app.command("export")
+def export_command(
+    out: Annotated[Path, typer.Argument(help="Output folder (datasets) or file.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="datasets (save_to_disk), parquet or jsonl.")
+    ] = "datasets",
+    language: Annotated[
+        list[str] | None, typer.Option("--language", "-l", help="Only these languages.")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Export the labeled examples as a Hugging Face dataset (or Parquet / JSONL)."""
+    from curation.export import export
+
+    config = _config()
+    with _open_store(config, read_only=True) as store:
+        result = export(store, out, fmt=fmt, languages=language)
+    if json_output:
+        _emit_json(result)
+        return
+    stdout.print(
+        f"wrote {result['rows']} labeled examples to {result['path']} ({result['format']}): "
+        + ", ".join(f"{code} {n}" for code, n in result["per_language"].items())
+    )
+
+
+# -- entry point --------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: maps errors to exit codes and one-line messages."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("CURATE_DEBUG") == "1"
+    try:
+        result = app(args=args, prog_name="curate", standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        hint = f" (see: curate {exc.ctx.info_name if exc.ctx else ''} --help)".replace("  ", " ")
+        sys.stderr.write(f"error: {exc.format_message()}{hint}\n")
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.stderr.write("error: aborted\n")
+        sys.exit(1)
+    except CurateError as exc:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        sys.exit(130)
+    except Exception as exc:  # the last net: one line unless --debug
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(f"error: {type(exc).__name__}: {exc}\n")
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Shared fixtures: temporary stores, configs, and a tiny random sentence-transformers model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "samples"
+UMSAB = REPO.parent / "shared" / "data" / "umsab"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in its own folder, so ./curate.toml or ./curation-data never leak in."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CURATE_CONFIG", raising=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-d random BERT saved as a sentence-transformers model (fast unit tests).
+
+    Its tokenizer is the real MiniLM WordPiece vocabulary, so it tokenizes real text.
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from curation.embeddings import packaged_model_path
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-st")
+    backbone = folder / "backbone"
+    tokenizer = AutoTokenizer.from_pretrained(str(packaged_model_path()))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(backbone)
+    tokenizer.save_pretrained(backbone)
+    transformer = models.Transformer(str(backbone), max_seq_length=64)
+    pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
+    model = SentenceTransformer(modules=[transformer, pooling], device="cpu")
+    out = folder / "st"
+    model.save(str(out))
+    return out
+
+
+def write_config(folder: Path, text: str) -> Path:
+    path = folder / "curate.toml"
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from curation.config import Config, config_from_dict, load_config
+from curation.errors import ConfigError
+from tests.conftest import write_config
+
+
+def test_defaults_without_any_file() -> None:
+    config = load_config()
+    assert config == Config()
+    assert config.store.path == Path("curation-data")
+    assert config.embedding.model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert config.embedding.dtype == "float32"
+    assert config.labels.names is None
+    assert config.languages.allowed is None
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"stor": {"path": "x"}}, "config: [stor]: unknown key"),
+        ({"embedding": {"modle": "x"}}, "config: [embedding] modle: unknown key"),
+        (
+            {"embedding": {"batch_size": "big"}},
+            "config: [embedding] batch_size: Input should be a valid integer",
+        ),
+        (
+            {"embedding": {"batch_size": 0}},
+            "config: [embedding] batch_size: Input should be greater than or equal to 1",
+        ),
+        (
+            {"languages": {"min_confidence": 1.5}},
+            "config: [languages] min_confidence: Input should be less than or equal to 1",
+        ),
+        (
+            {"languages": {"allowed": ["en", "xx-QQ123"]}},
+            "config: [languages] allowed: 'xx-QQ123' is not a valid BCP-47 language tag",
+        ),
+        (
+            {"labels": {"names": ["yes"]}},
+            "config: [labels] names: a classification task needs at least 2 labels",
+        ),
+        (
+            {"labels": {"names": ["a", "b", "a"]}},
+            "config: [labels] names: label names must be distinct",
+        ),
+        (
+            {"embedding": {"device": "gpu"}},
+            "config: [embedding] device: must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'",
+        ),
+        (
+            {"embedding": {"dtype": "int8"}},
+            "config: [embedding] dtype: Input should be 'float32' or 'float16'",
+        ),
+    ],
+)
+def test_invalid_settings_name_the_key(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict(data)
+    assert str(caught.value).startswith(message)
+
+
+def test_allowed_languages_are_standardized() -> None:
+    config = config_from_dict({"languages": {"allowed": ["EN", "pt-br", "zh-hant"]}})
+    assert config.languages.allowed == ["en", "pt-BR", "zh-Hant"]
+
+
+def test_relative_store_path_resolves_against_the_config_folder(tmp_path: Path) -> None:
+    sub = tmp_path / "project"
+    sub.mkdir()
+    path = write_config(sub, '[store]\npath = "data/store"\n')
+    config = load_config(path)
+    assert config.store.path == sub.resolve() / "data" / "store"
+
+
+def test_config_env_and_local_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config(tmp_path, '[labels]\nnames = ["a", "b"]\n')
+    assert load_config().labels.names == ["a", "b"]  # ./curate.toml
+    other = tmp_path / "other.toml"
+    other.write_text('[labels]\nnames = ["x", "y", "z"]\n')
+    monkeypatch.setenv("CURATE_CONFIG", str(other))
+    assert load_config().labels.names == ["x", "y", "z"]
+    monkeypatch.setenv("CURATE_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match="missing.toml .from CURATE_CONFIG"):
+        load_config()
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[store\npath = 1\n")
+    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_sample_config_is_valid() -> None:
+    from tests.conftest import SAMPLES
+
+    config = load_config(SAMPLES / "curate.toml")
+    assert config.labels.names == ["negative", "neutral", "positive"]
+    assert config.store.path == (SAMPLES.parent / "curation-data" / "demo").resolve()
