@@ -471,7 +471,7 @@ class Ingestor:
                     # it has none yet; a conflicting label stays on the duplicate row.
                     new_labels.append((canonical, row.label))
             report.duplicates += len(dups)
-            for label in {label for _, label in new_labels}:
+            for label in dict.fromkeys(label for _, label in new_labels):
                 if label not in known_labels:
                     known_labels.append(label)
                     conn.execute(
