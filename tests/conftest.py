@@ -30,7 +30,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Its tokenizer is the real MiniLM WordPiece vocabulary, so it tokenizes real text.
     """
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+
+    try:  # sentence-transformers >= 6
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:
+        from sentence_transformers.models import Pooling, Transformer
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from curation.embeddings import packaged_model_path
@@ -49,8 +54,8 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     BertModel(config).save_pretrained(backbone)
     tokenizer.save_pretrained(backbone)
-    transformer = models.Transformer(str(backbone), max_seq_length=64)
-    pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
+    transformer = Transformer(str(backbone), max_seq_length=64)
+    pooling = Pooling(32, pooling_mode="mean")
     model = SentenceTransformer(modules=[transformer, pooling], device="cpu")
     out = folder / "st"
     model.save(str(out))
