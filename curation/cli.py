@@ -15,7 +15,6 @@ import traceback
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -367,17 +366,17 @@ def export_command(
 # -- entry point --------------------------------------------------------------------------------
 
 
+def _is_click_error(exc: BaseException) -> bool:
+    return hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: maps errors to exit codes and one-line messages."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("CURATE_DEBUG") == "1"
     try:
         result = app(args=args, prog_name="curate", standalone_mode=False)
-    except click.exceptions.UsageError as exc:
-        hint = f" (see: curate {exc.ctx.info_name if exc.ctx else ''} --help)".replace("  ", " ")
-        sys.stderr.write(f"error: {exc.format_message()}{hint}\n")
-        sys.exit(2)
-    except click.exceptions.Abort:
+    except typer.Abort:
         sys.stderr.write("error: aborted\n")
         sys.exit(1)
     except CurateError as exc:
@@ -389,6 +388,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write("error: interrupted\n")
         sys.exit(130)
     except Exception as exc:  # the last net: one line unless --debug
+        if _is_click_error(exc):
+            # Usage errors (typer vendors click, so match by interface, not by class).
+            if debug:
+                traceback.print_exc()
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                sys.stderr.write(exc.format_message() + "\n")
+                sys.exit(2)
+            command = getattr(getattr(exc, "ctx", None), "command_path", "curate")
+            sys.stderr.write(f"error: {exc.format_message()} (see: {command} --help)\n")
+            sys.exit(exc.exit_code)
         if debug:
             traceback.print_exc()
         sys.stderr.write(f"error: {type(exc).__name__}: {exc}\n")

@@ -1,0 +1,161 @@
+"""The `curate` command line: JSON contracts, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from curation.cli import main
+from tests.conftest import SAMPLES, write_config
+
+
+def run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as caught:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return caught.value.code, out, err
+
+
+def run_json(capsys: pytest.CaptureFixture, *args: str) -> dict:
+    code, out, err = run(capsys, *args, "--json")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 1, out  # exactly one JSON object on stdout
+    return json.loads(lines[0])
+
+
+@pytest.fixture()
+def project(tmp_path: Path, tiny_model_dir: Path) -> Path:
+    write_config(
+        tmp_path,
+        f"""
+[store]
+path = "store"
+
+[embedding]
+model = "{tiny_model_dir}"
+
+[labels]
+names = ["negative", "neutral", "positive"]
+""",
+    )
+    return tmp_path
+
+
+def test_ingest_status_embed_quarantine_json(project: Path, capsys) -> None:
+    ingest = run_json(capsys, "ingest", str(SAMPLES / "pool.jsonl"), str(SAMPLES / "pool_bad.csv"))
+    assert {k: ingest[k] for k in ("read", "added", "duplicates", "quarantined")} == {
+        "read": 332,
+        "added": 321,
+        "duplicates": 4,
+        "quarantined": 7,
+    }
+    assert ingest["per_language"] == {
+        "ar": 40,
+        "de": 41,
+        "en": 40,
+        "es": 40,
+        "fr": 40,
+        "hi": 39,
+        "ru": 41,
+        "zh": 40,
+    }
+    status = run_json(capsys, "status")
+    assert (status["examples"], status["labeled"]) == (321, 321)
+    assert status["per_language"]["hi"] == {"examples": 39, "labeled": 39, "embedded": 0}
+    embed = run_json(capsys, "embed")
+    assert (embed["embedded"], embed["already_embedded"]) == (321, 0)
+    assert embed["model"].endswith("st")
+    again = run_json(capsys, "embed")
+    assert (again["embedded"], again["already_embedded"]) == (0, 321)
+    quarantine = run_json(capsys, "quarantine")
+    assert [(Path(r["file"]).name, r["line"], r["field"]) for r in quarantine["rows"]] == [
+        ("pool_bad.csv", 4, "text"),
+        ("pool_bad.csv", 6, "text"),
+        ("pool_bad.csv", 7, "label"),
+        ("pool_bad.csv", 9, "language"),
+        ("pool_bad.csv", 10, "text"),
+        ("pool_bad.csv", 11, "line"),
+        ("pool_bad.csv", 12, "text"),
+    ]
+    assert set(quarantine["rows"][0]) >= {"file", "line", "field", "reason"}
+    index = run_json(capsys, "index")
+    assert index == {"indexed": 321, "added": 321, "kind": "flat", "rebuilt": True}
+    hits = run_json(capsys, "search", "Vielen Dank", "-k", "3", "--language", "de")
+    assert len(hits["hits"]) == 3 and {h["language"] for h in hits["hits"]} == {"de"}
+    exported = run_json(capsys, "export", str(project / "out"))
+    assert exported["rows"] == 321 and exported["per_language"]["zh"] == 40
+    from datasets import load_from_disk
+
+    dataset = load_from_disk(str(project / "out"))
+    assert dataset.features["label"].names == ["negative", "neutral", "positive"]
+    assert len(dataset) == 321
+    code, _, err = run(capsys, "export", str(project / "out"))
+    assert code == 2 and "already exists" in err
+
+
+def test_status_on_empty_store(tmp_path: Path, capsys) -> None:
+    assert run_json(capsys, "status") == {
+        "examples": 0,
+        "labeled": 0,
+        "quarantined": 0,
+        "per_language": {},
+    }
+    code, out, _ = run(capsys, "status")
+    assert code == 0 and "empty" in out
+
+
+def test_human_output_is_a_table(project: Path, capsys) -> None:
+    code, out, _ = run(capsys, "ingest", str(SAMPLES / "pool_bad.csv"))
+    assert code == 0 and "quarantined" in out and "curate quarantine" in out
+    code, out, _ = run(capsys, "status")
+    assert code == 0
+    assert "language" in out and "examples" in out and "labeled" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["ingest", "nope.jsonl"], 2, "error: nope.jsonl: no such file"),
+        (["ingest"], 2, "error: Missing argument"),
+        (["status", "--bogus"], 2, "error: No such option: --bogus"),
+        (["frobnicate"], 2, "error: No such command 'frobnicate'"),
+        (["--config", "missing.toml", "status"], 2, "error: config file not found: missing.toml"),
+    ],
+)
+def test_bad_usage_and_input_exit_2_with_one_line(
+    tmp_path: Path, capsys, args: list[str], code: int, message: str
+) -> None:
+    got, out, err = run(capsys, *args)
+    assert got == code
+    assert err.startswith(message)
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert out == ""
+
+
+def test_bad_config_names_the_key(tmp_path: Path, capsys) -> None:
+    write_config(tmp_path, "[embedding]\nbatch_size = -1\n")
+    code, _, err = run(capsys, "status")
+    assert code == 2
+    assert "[embedding] batch_size: Input should be greater than or equal to 1" in err
+
+
+def test_subprocess_exit_codes_and_debug_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "x.csv"
+    bad.write_text("id,body\n1,hello\n")
+    command = [sys.executable, "-m", "curation.cli"]
+    done = subprocess.run(
+        [*command, "ingest", str(bad)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: {bad}: no 'text' column (columns: id, body)"
+    debug = subprocess.run(
+        [*command, "--debug", "ingest", str(bad)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+    helped = subprocess.run([*command, "ingest", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "--source" in helped.stdout and "--json" in helped.stdout
