@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -124,6 +124,39 @@ class IndexConfig(_Section):
     ef_search: Annotated[int, Field(ge=1)] = 64
 
 
+class SelectionConfig(_Section):
+    """`[selection]`: the default query strategy and per-language budget allocation."""
+
+    strategy: str = "default"
+    allocation: Literal["equal", "proportional", "need"] = "need"
+    budget: Annotated[int, Field(ge=1)] = 100
+    # Cosine similarity above which two picks (or a pick and a labeled example, in any language)
+    # count as near duplicates; None disables the guard.
+    max_similarity: Annotated[float, Field(gt=0.0, le=1.0)] | None = 0.95
+    min_per_language: Annotated[int, Field(ge=0)] = 0
+    max_per_language: Annotated[int, Field(ge=1)] | None = None
+    # Share of the budget reserved for languages with no labels yet (cold start).
+    cold_start_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
+    seed: int = 0
+
+
+class LabelStudioConfig(_Section):
+    """`[labelstudio]`: the annotation server. The API key comes from $LABEL_STUDIO_API_KEY
+    (preferred: it never lands in a file) or `api_key` here; it is never printed or logged."""
+
+    url: str | None = None  # else $LABEL_STUDIO_URL
+    api_key: str | None = Field(default=None, repr=False)
+    project_title: str = "curate"
+    annotations_per_task: Annotated[int, Field(ge=1, le=20)] = 1
+    # e.g. {hi = 3, ar = 3}: more annotators where labels are hardest to get right.
+    annotations_per_language: dict[str, Annotated[int, Field(ge=1, le=20)]] = {}
+    gold_share: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    min_agreement: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    import_chunk_size: Annotated[int, Field(ge=1, le=5000)] = 1000
+    timeout_seconds: Annotated[float, Field(gt=0.0)] = 120.0
+    max_retries: Annotated[int, Field(ge=0)] = 5
+
+
 class Config(_Section):
     """The whole project file."""
 
@@ -133,6 +166,11 @@ class Config(_Section):
     labels: LabelsConfig = LabelsConfig()
     ingest: IngestConfig = IngestConfig()
     index: IndexConfig = IndexConfig()
+    selection: SelectionConfig = SelectionConfig()
+    labelstudio: LabelStudioConfig = LabelStudioConfig()
+    # Validated by training.config (a front room checks it at load: curation never imports
+    # training); kept raw here so the data rooms stay free of the training stack.
+    training: dict[str, Any] = {}
 
 
 def _format_validation_error(origin: str, error: ValidationError) -> str:

@@ -1,0 +1,124 @@
+"""Arrays of the pool as the selection step needs them, and selection rounds in the store.
+
+`load_pool` joins examples, their current labels and their cached vectors into aligned NumPy
+arrays (only examples that have a vector for the configured model: the count of the others is
+reported so callers can say "run curate embed"). `record_round` writes a selection round and its
+items in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from curation.config import Config
+from curation.embeddings import EmbeddingCache
+from curation.store import Store, utc_now
+
+
+@dataclass(frozen=True)
+class PoolArrays:
+    """Aligned arrays over the embedded examples of a store."""
+
+    ids: np.ndarray  # object array of example ids
+    languages: np.ndarray  # object array of language tags
+    labels: np.ndarray  # object array: label name, or None when unlabeled
+    vectors: np.ndarray  # float32 (n, dim)
+    selected_before: np.ndarray  # bool: in an earlier selection round
+    pending: np.ndarray  # bool: pushed to Label Studio and not labeled yet
+    not_embedded: int  # examples left out because they have no vector yet
+
+    @property
+    def labeled(self) -> np.ndarray:
+        return np.array([label is not None for label in self.labels], dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def load_pool(store: Store, config: Config) -> PoolArrays:
+    cache = EmbeddingCache.for_config(store, config)
+    ids, vectors = cache.load()
+    info = {
+        row[0]: (row[1], row[2])
+        for row in store.conn.execute(
+            "SELECT e.id, e.language, l.label FROM examples e "
+            "LEFT JOIN labels l ON l.example_id = e.id"
+        )
+    }
+    selected = {row[0] for row in store.conn.execute("SELECT example_id FROM round_items")}
+    pending = {
+        row[0]
+        for row in store.conn.execute(
+            "SELECT t.example_id FROM tasks t LEFT JOIN labels l ON l.example_id = t.example_id "
+            "WHERE l.example_id IS NULL"
+        )
+    }
+    return PoolArrays(
+        ids=np.asarray(ids, dtype=object),
+        languages=np.asarray([info[i][0] for i in ids], dtype=object),
+        labels=np.asarray([info[i][1] for i in ids], dtype=object),
+        vectors=vectors,
+        selected_before=np.asarray([i in selected for i in ids], dtype=bool),
+        pending=np.asarray([i in pending for i in ids], dtype=bool),
+        not_embedded=len(info) - len(ids),
+    )
+
+
+@dataclass(frozen=True)
+class RoundItem:
+    example_id: str
+    rank: int
+    score: float | None
+    reason: str
+    predicted_label: str | None = None
+    predicted_score: float | None = None
+    is_control: bool = False
+
+
+def record_round(
+    store: Store,
+    *,
+    strategy: str,
+    allocation: str,
+    budget: int,
+    decision: dict,
+    proxy_model_version: str | None,
+    items: Sequence[RoundItem],
+) -> int:
+    """Store a selection round with its items; returns the round id."""
+    with store.transaction() as conn:
+        cursor = conn.execute(
+            "INSERT INTO selection_rounds (created_at, strategy, allocation, budget, "
+            "allocation_decision, proxy_model_version, status) VALUES (?,?,?,?,?,?, 'selected')",
+            (
+                utc_now(),
+                strategy,
+                allocation,
+                budget,
+                json.dumps(decision, ensure_ascii=False, sort_keys=True),
+                proxy_model_version,
+            ),
+        )
+        round_id = int(cursor.lastrowid)
+        conn.executemany(
+            "INSERT INTO round_items (round_id, example_id, rank, score, reason, "
+            "predicted_label, predicted_score, is_control) VALUES (?,?,?,?,?,?,?,?)",
+            [
+                (
+                    round_id,
+                    item.example_id,
+                    item.rank,
+                    item.score,
+                    item.reason,
+                    item.predicted_label,
+                    item.predicted_score,
+                    int(item.is_control),
+                )
+                for item in items
+            ],
+        )
+    return round_id
