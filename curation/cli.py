@@ -405,5 +405,11 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(result if isinstance(result, int) else 0)
 
 
+# The steps' commands live in their own modules, which register themselves on `app`.
+from curation import cli_select  # noqa: E402, F401
+
 if __name__ == "__main__":
-    main()
+    # Run through the imported module, where the step modules registered their commands.
+    from curation.cli import main as registered_main
+
+    registered_main()

@@ -137,6 +137,9 @@ class SelectionConfig(_Section):
     max_per_language: Annotated[int, Field(ge=1)] | None = None
     # Share of the budget reserved for languages with no labels yet (cold start).
     cold_start_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
+    # Share of each language's quota picked uniformly at random and flagged as control, so the
+    # label savings against random can be measured on real annotations.
+    control_share: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
     seed: int = 0
 
 

@@ -1,0 +1,388 @@
+"""The front room that wires the steps: store arrays -> proxy -> allocation -> strategy -> round.
+
+Like the CLI and the dashboard, this module may import every step (`selection`, later
+`labeling` and `training`); the steps never import it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from curation.config import Config
+from curation.errors import InputError
+from curation.pool import PoolArrays, RoundItem, load_pool, record_round
+from curation.store import Store
+
+log = logging.getLogger(__name__)
+
+# A language's validation F1 is estimated only with this many labels, else it is "unknown".
+MIN_LABELS_FOR_F1 = 10
+
+
+@dataclass(frozen=True)
+class SelectionRequest:
+    budget: int
+    strategy: str
+    allocation: str
+    languages: tuple[str, ...] | None = None
+    reselect: bool = False
+    seed: int = 0
+
+
+def _cross_validated_f1(
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    languages: np.ndarray,
+    label_names: list[str],
+    seed: int,
+) -> dict[str, float]:
+    """Per-language macro-F1 of the proxy, from 5-fold cross-validated predictions."""
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import StratifiedKFold
+
+    from selection.proxy import LogisticProxy
+
+    counts = Counter(labels.tolist())
+    if len(counts) < 2 or min(counts.values()) < 2:
+        return {}
+    folds = min(5, min(counts.values()))
+    predicted = np.empty(len(labels), dtype=object)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train, test in splitter.split(vectors, labels):
+        proxy = LogisticProxy(label_names).fit(vectors[train], labels[train])
+        predicted[test] = np.asarray(proxy.classes_, dtype=object)[
+            proxy.predict_proba(vectors[test]).argmax(axis=1)
+        ]
+    scores = {}
+    for language in sorted(set(languages.tolist())):
+        mask = languages == language
+        if mask.sum() >= MIN_LABELS_FOR_F1:
+            scores[language] = float(
+                f1_score(labels[mask], predicted[mask], average="macro", zero_division=0)
+            )
+    return scores
+
+
+def select_round(store: Store, config: Config, request: SelectionRequest) -> dict:
+    """Train the proxy, allocate per language, select, and store the round (`curate select`)."""
+    from selection.allocation import allocate
+    from selection.base import EmptyPoolError
+    from selection.proxy import LogisticProxy
+    from selection.registry import get_strategy
+    from selection.uncertainty import margins
+
+    pool: PoolArrays = load_pool(store, config)
+    if len(pool) == 0:
+        raise InputError("no embedded examples: run `curate ingest` and `curate embed` first")
+    if pool.not_embedded:
+        log.warning("%d examples have no vector yet and are not candidates", pool.not_embedded)
+    try:
+        strategy = get_strategy(request.strategy, max_similarity=config.selection.max_similarity)
+    except (KeyError, TypeError) as exc:
+        raise InputError(str(exc).strip("'\"")) from None
+    label_names = store.label_names()
+    labeled = pool.labeled
+    candidates = ~labeled & ~pool.pending
+    if not request.reselect:
+        candidates &= ~pool.selected_before
+    if request.languages:
+        candidates &= np.isin(pool.languages, list(request.languages))
+    if not candidates.any():
+        raise InputError(
+            "no candidates left: every embedded example is labeled or selected "
+            "(use --reselect to select again)"
+        )
+    rng = np.random.default_rng(request.seed)
+
+    # The proxy: logistic regression on the labeled vectors (the seam for an adapter model).
+    proxy = None
+    probs = None
+    if labeled.sum() >= 2 and len(label_names) >= 2:
+        proxy = LogisticProxy(label_names).fit(
+            pool.vectors[labeled], pool.labels[labeled], ids=pool.ids[labeled].tolist()
+        )
+        if not proxy.degenerate_:
+            probs = proxy.predict_proba(pool.vectors[candidates])
+
+    candidate_languages = pool.languages[candidates]
+    pool_sizes = dict(Counter(candidate_languages.tolist()))
+    labeled_counts = {
+        language: int((pool.languages[labeled] == language).sum()) for language in pool_sizes
+    }
+    f1 = None
+    uncertainty = None
+    if request.allocation == "need":
+        if labeled.sum() >= MIN_LABELS_FOR_F1:
+            f1 = _cross_validated_f1(
+                pool.vectors[labeled],
+                pool.labels[labeled],
+                pool.languages[labeled],
+                label_names,
+                request.seed,
+            )
+            f1 = {k: v for k, v in f1.items() if k in pool_sizes} or None
+        if f1 is None and probs is not None:
+            margin_uncertainty = 1.0 - margins(probs)
+            uncertainty = {
+                language: float(margin_uncertainty[candidate_languages == language].mean())
+                for language in pool_sizes
+            }
+    control_share = config.selection.control_share
+    allocation = allocate(
+        request.budget,
+        pool_sizes,
+        method=request.allocation,
+        f1=f1,
+        uncertainty=uncertainty,
+        labeled_counts=labeled_counts,
+        min_per_language=config.selection.min_per_language,
+        max_per_language=config.selection.max_per_language,
+        cold_start_share=config.selection.cold_start_share,
+    )
+
+    candidate_index = np.flatnonzero(candidates)
+    candidate_position = np.cumsum(candidates) - 1  # pool row -> row of `probs`
+    chosen_vectors = [pool.vectors[labeled]]
+    items: list[RoundItem] = []
+    per_language: dict[str, int] = {}
+    skipped = 0
+    for language, quota in sorted(allocation.per_language.items()):
+        if quota <= 0:
+            continue
+        in_language = candidate_languages == language
+        rows = candidate_index[in_language]
+        n_control = int(round(control_share * quota)) if quota >= 2 else 0
+        n_strategy = quota - n_control
+        picked_rows: list[int] = []
+        if n_strategy > 0:
+            try:
+                selection = strategy.select(
+                    pool.ids[rows].tolist(),
+                    n_strategy,
+                    probs=None if probs is None else probs[in_language],
+                    embeddings=pool.vectors[rows],
+                    # Every language's labels and earlier picks: translations add little.
+                    labeled_embeddings=np.concatenate(chosen_vectors),
+                    languages=candidate_languages[in_language].tolist(),
+                    rng=rng,
+                )
+            except EmptyPoolError:
+                continue
+            position = {example_id: i for i, example_id in enumerate(pool.ids[rows].tolist())}
+            skipped += selection.skipped_near_duplicates
+            for example_id, score, reason in zip(
+                selection.ids, selection.scores, selection.reasons, strict=True
+            ):
+                row = rows[position[example_id]]
+                picked_rows.append(row)
+                items.append(
+                    _item(
+                        pool,
+                        row,
+                        len(items) + 1,
+                        score,
+                        reason,
+                        probs,
+                        candidate_position,
+                        proxy,
+                        is_control=False,
+                    )
+                )
+        if n_control > 0:
+            # A random control slice per language: realized savings against random can later
+            # be measured on real annotations.
+            remaining = np.setdiff1d(rows, np.asarray(picked_rows, dtype=np.int64))
+            take = rng.choice(remaining, size=min(n_control, len(remaining)), replace=False)
+            for row in take:
+                picked_rows.append(int(row))
+                items.append(
+                    _item(
+                        pool,
+                        int(row),
+                        len(items) + 1,
+                        None,
+                        "random control",
+                        probs,
+                        candidate_position,
+                        proxy,
+                        is_control=True,
+                    )
+                )
+        if picked_rows:
+            chosen_vectors.append(pool.vectors[np.asarray(picked_rows)])
+        per_language[language] = len(picked_rows)
+
+    decision = allocation.to_dict()
+    if f1:
+        decision["validation_f1"] = f1
+    if uncertainty:
+        decision["mean_uncertainty"] = uncertainty
+    round_id = record_round(
+        store,
+        strategy=request.strategy,
+        allocation=request.allocation,
+        budget=request.budget,
+        decision=decision,
+        proxy_model_version=None if proxy is None else proxy.version,
+        items=items,
+    )
+    return {
+        "round_id": round_id,
+        "selected": len(items),
+        "per_language": per_language,
+        "strategy": request.strategy,
+        "strategy_settings": repr(strategy),
+        "allocation": request.allocation,
+        "explanations": allocation.explanations,
+        "proxy_model_version": None if proxy is None else proxy.version,
+        "candidates": int(candidates.sum()),
+        "control": sum(item.is_control for item in items),
+        # Fewer than the budget when the candidates (or the near-duplicate guard) ran out.
+        "shortfall": request.budget - len(items),
+        "skipped_near_duplicates": skipped,
+    }
+
+
+def _item(
+    pool: PoolArrays,
+    row: int,
+    rank: int,
+    score: float | None,
+    reason: str,
+    probs: np.ndarray | None,
+    candidate_position: np.ndarray,
+    proxy,
+    *,
+    is_control: bool,
+) -> RoundItem:
+    predicted_label = predicted_score = None
+    if probs is not None and proxy is not None:
+        row_probs = probs[candidate_position[row]]
+        predicted_label = proxy.classes_[int(row_probs.argmax())]
+        predicted_score = float(row_probs.max())
+    return RoundItem(
+        example_id=str(pool.ids[row]),
+        rank=rank,
+        score=None if score is None else float(score),
+        reason=reason,
+        predicted_label=predicted_label,
+        predicted_score=predicted_score,
+        is_control=is_control,
+    )
+
+
+def round_rows(store: Store, round_id: int) -> list[dict]:
+    """The items of a round with text and language, in rank order (for --output and tables)."""
+    return [
+        dict(row)
+        for row in store.conn.execute(
+            "SELECT r.rank, r.example_id AS id, e.language, e.text, r.score, r.reason, "
+            "r.predicted_label, r.predicted_score, r.is_control, r.round_id "
+            "FROM round_items r JOIN examples e ON e.id = r.example_id "
+            "WHERE r.round_id = ? ORDER BY r.rank",
+            (round_id,),
+        )
+    ]
+
+
+# -- simulation ---------------------------------------------------------------------------------
+
+
+def _scratch_store(config: Config, path: Path) -> tuple[Store, Config]:
+    """A store of its own per simulation file (keyed by content), so vectors are cached across
+    runs and a test file's rows are never linked as duplicates of the pool's."""
+    from curation.normalize import file_sha256
+
+    digest = file_sha256(str(path))[:16]
+    folder = config.store.path / "simulations" / f"{path.stem}-{digest}"
+    scratch = config.model_copy(update={"store": config.store.model_copy(update={"path": folder})})
+    return Store(folder), scratch
+
+
+def labeled_arrays(path: Path, config: Config, *, progress: bool) -> dict:
+    """Ingest (once) and embed (once) a labeled file; its labeled, embedded rows as arrays."""
+    from curation.embeddings import embed_pool
+    from curation.ingest import ingest_files
+
+    store, scratch = _scratch_store(config, path)
+    with store:
+        ingest_files(store, scratch, [path], progress=progress)
+        embed_pool(store, scratch, progress=progress)
+        pool = load_pool(store, scratch)
+        mask = pool.labeled
+        return {
+            "ids": pool.ids[mask],
+            "labels": pool.labels[mask],
+            "languages": pool.languages[mask],
+            "vectors": pool.vectors[mask],
+            "unlabeled": int((~mask).sum()),
+            "label_names": store.label_names(),
+        }
+
+
+def simulate_files(
+    config: Config,
+    *,
+    train: Path,
+    test: Path,
+    strategies: list[str],
+    rounds: int,
+    batch_size: int,
+    seed_size: int,
+    seeds: int,
+    allocation: str | None,
+    progress: bool,
+) -> dict:
+    from selection.simulation import simulate
+
+    pool = labeled_arrays(train, config, progress=progress)
+    held_out = labeled_arrays(test, config, progress=progress)
+    if len(pool["ids"]) <= seed_size:
+        raise InputError(
+            f"{train}: {len(pool['ids'])} labeled rows, need more than the seed set ({seed_size})"
+        )
+    if len(held_out["ids"]) == 0:
+        raise InputError(f"{test}: no labeled rows to evaluate on")
+    results = simulate(
+        pool["vectors"],
+        pool["labels"],
+        pool["languages"],
+        held_out["vectors"],
+        held_out["labels"],
+        held_out["languages"],
+        strategies=strategies,
+        rounds=rounds,
+        batch_size=batch_size,
+        seed_size=seed_size,
+        n_seeds=seeds,
+        pool_ids=pool["ids"].tolist(),
+        allocation=allocation,
+        strategy_params={
+            name: {"max_similarity": config.selection.max_similarity} for name in strategies
+        },
+        seed=config.selection.seed,
+        progress=progress,
+    )
+    results["setup"] = {
+        "train": str(train),
+        "test": str(test),
+        "pool_size": int(len(pool["ids"])),
+        "test_size": int(len(held_out["ids"])),
+        "model": config.embedding.model,
+        "rounds": rounds,
+        "batch_size": batch_size,
+        "seed_size": seed_size,
+        "seeds": seeds,
+        "allocation": allocation,
+        "config_hash": hashlib.sha256(
+            json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()
+        ).hexdigest()[:12],
+    }
+    return results
