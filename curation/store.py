@@ -36,6 +36,12 @@ Schema (version 1). Migrations are applied in order at open; `schema_version` re
 ``tasks``          examples pushed to Label Studio with their task ids (exactly-once bookkeeping).
 ``annotations``    every raw annotation pulled back (annotator, choice, times, ids).
 ``training_runs``  adapter training runs: config, metrics, where the adapter lives.
+
+Schema version 2 adds the nightly job's bookkeeping:
+
+``runs`` / ``run_steps``  each `curate run` and each of its stages: times, status, counts (JSON).
+``dataset_versions``  curated snapshots (Hugging Face datasets + Parquet + card), never rewritten.
+``evaluations``   per-language macro-F1 of a model over time (the proxy, or an adapter).
 """
 
 from __future__ import annotations
@@ -195,6 +201,53 @@ MIGRATIONS: list[str] = [
         metrics TEXT,
         adapter_path TEXT,
         stopped_because TEXT
+    );
+    """,
+    # version 2: the nightly job (`curate run`), curated dataset versions, evaluations
+    """
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        dry_run INTEGER NOT NULL DEFAULT 0,
+        warnings TEXT,
+        report_path TEXT
+    );
+
+    CREATE TABLE run_steps (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        stage TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL,
+        counts TEXT,
+        message TEXT,
+        PRIMARY KEY (run_id, stage)
+    );
+
+    CREATE TABLE dataset_versions (
+        version INTEGER PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        path TEXT NOT NULL,
+        rows INTEGER NOT NULL,
+        content_hash TEXT NOT NULL,
+        per_language TEXT NOT NULL,
+        per_label TEXT NOT NULL,
+        source_rounds TEXT NOT NULL,
+        run_id TEXT
+    );
+
+    CREATE TABLE evaluations (
+        id INTEGER PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        run_id TEXT,
+        model TEXT NOT NULL,
+        labels INTEGER NOT NULL,
+        mean_macro_f1 REAL,
+        worst_language_f1 REAL,
+        per_language TEXT NOT NULL
     );
     """,
 ]
