@@ -64,7 +64,7 @@ def select(
     )
     with _open_store(config) as store:
         result = select_round(store, config, request)
-        rows = round_rows(store, result["round_id"])
+        rows = [] if result["round_id"] is None else round_rows(store, result["round_id"])
     if output is not None:
         with open(output, "w", encoding="utf-8") as handle:
             for row in rows:

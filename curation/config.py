@@ -160,6 +160,24 @@ class LabelStudioConfig(_Section):
     max_retries: Annotated[int, Field(ge=0)] = 5
 
 
+class RunConfig(_Section):
+    """`[run]`: the nightly job (`curate run`)."""
+
+    # Folders (or files) whose new CSV/JSONL/Parquet files are ingested; already-ingested
+    # content is skipped by hash.
+    inbox: list[Path] = []
+    patterns: list[str] = ["*.jsonl", "*.ndjson", "*.csv", "*.tsv", "*.parquet", "*.pq"]
+    # The selection budget is a queue target: each run tops the pending (selected or pushed,
+    # not yet labeled) queue up to this many examples, split per language by the allocator.
+    queue_target: Annotated[int, Field(ge=0)] = 200
+    # Per-language overrides of the split, e.g. {hi = 60}.
+    queue_targets: dict[str, Annotated[int, Field(ge=0)]] = {}
+    # Retrain the adapter when at least this many labels arrived since the last training run;
+    # 0 turns adapter training off (the proxy is retrained every run regardless).
+    train_after_new_labels: Annotated[int, Field(ge=0)] = 0
+    log_format: Literal["text", "json"] = "text"
+
+
 class Config(_Section):
     """The whole project file."""
 
@@ -171,6 +189,7 @@ class Config(_Section):
     index: IndexConfig = IndexConfig()
     selection: SelectionConfig = SelectionConfig()
     labelstudio: LabelStudioConfig = LabelStudioConfig()
+    run: RunConfig = RunConfig()
     # Validated by training.config (a front room checks it at load: curation never imports
     # training); kept raw here so the data rooms stay free of the training stack.
     training: dict[str, Any] = {}
@@ -201,9 +220,16 @@ def config_from_dict(data: dict, *, origin: str = "config", base_dir: Path | Non
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(origin, exc)) from None
-    if base_dir is not None and not config.store.path.is_absolute():
-        store = config.store.model_copy(update={"path": (base_dir / config.store.path).resolve()})
-        config = config.model_copy(update={"store": store})
+    if base_dir is not None:
+        if not config.store.path.is_absolute():
+            store = config.store.model_copy(
+                update={"path": (base_dir / config.store.path).resolve()}
+            )
+            config = config.model_copy(update={"store": store})
+        inbox = [
+            path if path.is_absolute() else (base_dir / path).resolve() for path in config.run.inbox
+        ]
+        config = config.model_copy(update={"run": config.run.model_copy(update={"inbox": inbox})})
     return config
 
 

@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 MIN_LABELS_FOR_F1 = 10
 
 
+class NoCandidatesError(InputError):
+    """Every embedded example is labeled, pending or already selected."""
+
+
 @dataclass(frozen=True)
 class SelectionRequest:
     budget: int
@@ -34,6 +38,10 @@ class SelectionRequest:
     languages: tuple[str, ...] | None = None
     reselect: bool = False
     seed: int = 0
+    # Queue top-up (the nightly job): `budget` is the target size of the pending queue, split
+    # per language by the allocator; each language then gets target minus what is pending.
+    pending: dict[str, int] | None = None
+    target_overrides: dict[str, int] | None = None
 
 
 def _cross_validated_f1(
@@ -95,7 +103,7 @@ def select_round(store: Store, config: Config, request: SelectionRequest) -> dic
     if request.languages:
         candidates &= np.isin(pool.languages, list(request.languages))
     if not candidates.any():
-        raise InputError(
+        raise NoCandidatesError(
             "no candidates left: every embedded example is labeled or selected "
             "(use --reselect to select again)"
         )
@@ -135,18 +143,23 @@ def select_round(store: Store, config: Config, request: SelectionRequest) -> dic
                 for language in pool_sizes
             }
     control_share = config.selection.control_share
+    sizes = dict(pool_sizes)
+    if request.pending is not None:
+        for language, n in request.pending.items():
+            sizes[language] = sizes.get(language, 0) + n
     allocation = allocate(
         request.budget,
-        pool_sizes,
+        sizes,
         method=request.allocation,
         f1=f1,
         uncertainty=uncertainty,
-        labeled_counts=labeled_counts,
+        labeled_counts={language: labeled_counts.get(language, 0) for language in sizes},
         min_per_language=config.selection.min_per_language,
         max_per_language=config.selection.max_per_language,
         cold_start_share=config.selection.cold_start_share,
     )
-
+    if request.pending is not None:
+        allocation = _top_up(allocation, request, pool_sizes)
     candidate_index = np.flatnonzero(candidates)
     candidate_position = np.cumsum(candidates) - 1  # pool row -> row of `probs`
     chosen_vectors = [pool.vectors[labeled]]
@@ -224,6 +237,22 @@ def select_round(store: Store, config: Config, request: SelectionRequest) -> dic
         decision["validation_f1"] = f1
     if uncertainty:
         decision["mean_uncertainty"] = uncertainty
+    if not items:
+        # A queue already at its targets: nothing to record, nothing to push.
+        return {
+            "round_id": None,
+            "selected": 0,
+            "per_language": {},
+            "strategy": request.strategy,
+            "strategy_settings": repr(strategy),
+            "allocation": request.allocation,
+            "explanations": allocation.explanations,
+            "proxy_model_version": None if proxy is None else proxy.version,
+            "candidates": int(candidates.sum()),
+            "control": 0,
+            "shortfall": 0,
+            "skipped_near_duplicates": skipped,
+        }
     round_id = record_round(
         store,
         strategy=request.strategy,
@@ -248,6 +277,28 @@ def select_round(store: Store, config: Config, request: SelectionRequest) -> dic
         "shortfall": request.budget - len(items),
         "skipped_near_duplicates": skipped,
     }
+
+
+def _top_up(allocation, request: SelectionRequest, pool_sizes: dict[str, int]):  # noqa: ANN001
+    """Per-language targets minus the pending queue: what this run must add."""
+    from selection.allocation import Allocation
+
+    targets = dict(allocation.per_language)
+    targets.update(request.target_overrides or {})
+    quotas, explanations = {}, {}
+    for language, target in sorted(targets.items()):
+        pending = (request.pending or {}).get(language, 0)
+        quota = min(max(0, target - pending), pool_sizes.get(language, 0))
+        quotas[language] = quota
+        why = allocation.explanations.get(language, f"{language}: target {target}")
+        explanations[language] = f"{why}; queue target {target}, {pending} pending, {quota} new"
+    return Allocation(
+        per_language=quotas,
+        explanations=explanations,
+        method=f"{allocation.method} (queue top-up)",
+        budget=request.budget,
+        total=sum(quotas.values()),
+    )
 
 
 def _item(
