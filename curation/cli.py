@@ -33,8 +33,8 @@ app = typer.Typer(
 )
 
 log = logging.getLogger("curate")
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True)
+# Data (tweets, file names) may hold "[...]" or ":name:": never interpret it as markup.
+stdout = Console(soft_wrap=True, markup=False, emoji=False, highlight=False)
 
 
 class _State:
@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # The steps' commands live in their own modules, which register themselves on `app`.
-from curation import cli_select  # noqa: E402, F401
+from curation import cli_run, cli_select  # noqa: E402, F401
 
 if __name__ == "__main__":
     # Run through the imported module, where the step modules registered their commands.

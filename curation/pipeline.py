@@ -437,3 +437,43 @@ def simulate_files(
         ).hexdigest()[:12],
     }
     return results
+
+
+# -- nightly helpers ----------------------------------------------------------------------------
+
+
+def pending_per_language(store: Store) -> dict[str, int]:
+    """Selected (any round) or pushed examples that have no label yet, per language."""
+    rows = store.conn.execute(
+        "SELECT e.language, COUNT(DISTINCT e.id) FROM examples e "
+        "LEFT JOIN labels l ON l.example_id = e.id "
+        "WHERE l.example_id IS NULL AND (e.id IN (SELECT example_id FROM round_items) "
+        "OR e.id IN (SELECT example_id FROM tasks)) GROUP BY e.language"
+    ).fetchall()
+    return {row[0]: int(row[1]) for row in rows}
+
+
+def evaluate_proxy(store: Store, config: Config) -> dict | None:
+    """Cross-validated per-language macro-F1 of the logistic-regression proxy on all labels."""
+    pool = load_pool(store, config)
+    labeled = pool.labeled
+    if labeled.sum() < MIN_LABELS_FOR_F1:
+        return None
+    per_language = _cross_validated_f1(
+        pool.vectors[labeled],
+        pool.labels[labeled],
+        pool.languages[labeled],
+        store.label_names(),
+        config.selection.seed,
+    )
+    if not per_language:
+        return None
+    values = list(per_language.values())
+    return {
+        "model": "proxy:logistic-regression",
+        "labels": int(labeled.sum()),
+        "mean_macro_f1": round(sum(values) / len(values), 4),
+        "worst_language_f1": round(min(values), 4),
+        "worst_language": min(per_language, key=per_language.get),
+        "per_language": {k: round(v, 4) for k, v in sorted(per_language.items())},
+    }

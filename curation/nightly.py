@@ -1,0 +1,499 @@
+"""`curate run`: the whole cycle as one idempotent, resumable, lock-protected job.
+
+Stages, in order: ingest, embed, pull, curate, train, evaluate, select, push, report. Each is
+recorded in `run_steps` with its start, end, status (`ok`, `skipped`, `warning`, `failed`,
+`dry-run`) and counts.
+
+Why a killed run resumes "from that stage" without a resume pointer: every stage is idempotent
+on the store's committed state. Ingest skips files by content hash and commits per file; embed
+skips examples that have vectors and commits per shard; pull upserts annotations by id; the
+snapshot is written under a temporary name and only counts once recorded; selection tops the
+pending queue up to its targets, so a round selected before a kill makes the next run select
+nothing; push reconciles by example id with the server before importing. A rerun therefore
+repeats nothing that was committed and finishes what was not. The killed run's row is marked
+`interrupted` by the next run.
+
+One run at a time: an exclusive `flock` on `<store>/run.lock`, which also records the holder's
+PID. The kernel drops the lock when its holder dies (SIGKILL included), so a stale lock file never
+blocks; a live holder makes a second run exit with `EXIT_LOCKED` and names its PID.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from curation.config import Config
+from curation.errors import CurateError, UnreadableFileError
+from curation.store import Store, utc_now
+
+STAGES = ("ingest", "embed", "pull", "curate", "train", "evaluate", "select", "push", "report")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_WARNINGS = 3
+EXIT_LOCKED = 75  # EX_TEMPFAIL: try again later
+
+log = logging.getLogger("curate.run")
+
+
+class RunLockedError(CurateError):
+    exit_code = EXIT_LOCKED
+
+
+@dataclass
+class StageResult:
+    status: str = "ok"
+    counts: dict = field(default_factory=dict)
+    message: str | None = None
+
+
+@dataclass
+class RunContext:
+    store: Store
+    config: Config
+    run_id: str
+    run_dir: Path
+    dry_run: bool
+    progress: bool
+    warnings: list[str] = field(default_factory=list)
+    results: dict[str, StageResult] = field(default_factory=dict)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+        log.warning(message)
+
+
+# -- lock -----------------------------------------------------------------------------------------
+
+
+@contextmanager
+def run_lock(store_path: Path):  # noqa: ANN201 - context manager
+    store_path.mkdir(parents=True, exist_ok=True)
+    path = store_path / "run.lock"
+    handle = open(path, "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RunLockedError(
+                f"another `curate run` holds {path} ({holder}); try again when it has finished"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} since {utc_now()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the flock
+
+
+# -- logging ----------------------------------------------------------------------------------
+
+
+class _JsonLines(logging.Formatter):
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "run_id": self.run_id,
+            "stage": getattr(record, "stage", None),
+            "message": record.getMessage(),
+        }
+        return json.dumps(payload, ensure_ascii=False)
+
+
+@contextmanager
+def run_logging(run_dir: Path | None, run_id: str, fmt: str):  # noqa: ANN201
+    """Log lines to stderr and, unless a dry run, to `<run_dir>/run.log` (JSON lines option)."""
+    formatter: logging.Formatter = (
+        _JsonLines(run_id)
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    )
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if run_dir is not None:
+        handlers.append(logging.FileHandler(run_dir / "run.log", encoding="utf-8"))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        log.addHandler(handler)
+    previous = log.level
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            log.removeHandler(handler)
+            handler.close()
+        log.setLevel(previous)
+
+
+# -- stages -----------------------------------------------------------------------------------
+
+
+def inbox_files(config: Config) -> list[Path]:
+    files: set[Path] = set()
+    for entry in config.run.inbox:
+        if entry.is_file():
+            files.add(entry)
+        elif entry.is_dir():
+            for pattern in config.run.patterns:
+                files.update(p for p in entry.glob(pattern) if p.is_file())
+    return sorted(files)
+
+
+def stage_ingest(ctx: RunContext) -> StageResult:
+    from curation.ingest import Ingestor, quarantine_unreadable_file
+    from curation.normalize import file_sha256
+
+    if not ctx.config.run.inbox:
+        return StageResult("skipped", {"files": 0}, "no [run] inbox configured")
+    files = inbox_files(ctx.config)
+    known = {row[0] for row in ctx.store.conn.execute("SELECT content_hash FROM ingested_files")}
+    new = [path for path in files if file_sha256(str(path)) not in known]
+    counts = {
+        "files": len(new),
+        "read": 0,
+        "added": 0,
+        "duplicates": 0,
+        "quarantined": 0,
+        "unreadable_files": 0,
+    }
+    if ctx.dry_run:
+        return StageResult("dry-run", counts, f"would ingest {len(new)} new file(s)")
+    ingestor = Ingestor(ctx.store, ctx.config, progress=ctx.progress)
+    for path in new:
+        try:
+            report = ingestor.ingest(path, source=f"inbox:{path.parent.name}")
+        except UnreadableFileError as exc:
+            quarantine_unreadable_file(ctx.store, path, str(exc))
+            counts["unreadable_files"] += 1
+            counts["quarantined"] += 1
+            ctx.warn(f"quarantined unreadable inbox file: {exc}")
+            continue
+        for key in ("read", "added", "duplicates", "quarantined"):
+            counts[key] += getattr(report, key)
+    return StageResult("ok", counts)
+
+
+def stage_embed(ctx: RunContext) -> StageResult:
+    from curation.embeddings import EmbeddingCache, embed_pool
+
+    if ctx.dry_run:
+        missing, _ = EmbeddingCache.for_config(ctx.store, ctx.config).missing()
+        return StageResult("dry-run", {"would_embed": len(missing)})
+    result = embed_pool(ctx.store, ctx.config, progress=ctx.progress)
+    return StageResult(
+        "ok", {"embedded": result["embedded"], "already_embedded": result["already_embedded"]}
+    )
+
+
+def stage_curate(ctx: RunContext) -> StageResult:
+    from curation.export import write_snapshot
+
+    result = write_snapshot(ctx.store, run_id=ctx.run_id, dry_run=ctx.dry_run)
+    status = "dry-run" if ctx.dry_run else "ok"
+    message = None if result["written"] or ctx.dry_run else "labels unchanged: no new version"
+    return StageResult(status, result, message)
+
+
+def stage_evaluate(ctx: RunContext) -> StageResult:
+    """Per-language macro-F1 of the retrained proxy (5-fold cross-validated), recorded."""
+    from curation.pipeline import evaluate_proxy
+
+    result = evaluate_proxy(ctx.store, ctx.config)
+    if result is None:
+        return StageResult("skipped", {}, "too few labels to evaluate")
+    if not ctx.dry_run:
+        with ctx.store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO evaluations (created_at, run_id, model, labels, mean_macro_f1, "
+                "worst_language_f1, per_language) VALUES (?,?,?,?,?,?,?)",
+                (
+                    utc_now(),
+                    ctx.run_id,
+                    result["model"],
+                    result["labels"],
+                    result["mean_macro_f1"],
+                    result["worst_language_f1"],
+                    json.dumps(result["per_language"], sort_keys=True),
+                ),
+            )
+    return StageResult("dry-run" if ctx.dry_run else "ok", result)
+
+
+def stage_select(ctx: RunContext) -> StageResult:
+    from curation.pipeline import (
+        NoCandidatesError,
+        SelectionRequest,
+        pending_per_language,
+        select_round,
+    )
+
+    pending = pending_per_language(ctx.store)
+    counts = {"selected": 0, "pending_before": sum(pending.values())}
+    if ctx.config.run.queue_target == 0:
+        return StageResult("skipped", counts, "[run] queue_target is 0")
+    if ctx.dry_run:
+        counts["queue_target"] = ctx.config.run.queue_target
+        return StageResult("dry-run", counts, "would top the queue up to its target")
+    request = SelectionRequest(
+        budget=ctx.config.run.queue_target,
+        strategy=ctx.config.selection.strategy,
+        allocation=ctx.config.selection.allocation,
+        seed=ctx.config.selection.seed,
+        pending=pending,
+        target_overrides=dict(ctx.config.run.queue_targets) or None,
+    )
+    try:
+        result = select_round(ctx.store, ctx.config, request)
+    except NoCandidatesError as exc:
+        return StageResult("ok", counts, str(exc))
+    counts.update(
+        selected=result["selected"],
+        round_id=result["round_id"],
+        control=result["control"],
+        per_language=result["per_language"],
+    )
+    return StageResult("ok", counts)
+
+
+def stage_report(ctx: RunContext) -> StageResult:
+    report = build_report(ctx)
+    if ctx.dry_run:
+        return StageResult("dry-run", {"would_write": str(ctx.run_dir)})
+    (ctx.run_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    (ctx.run_dir / "report.md").write_text(report_markdown(report), encoding="utf-8")
+    return StageResult("ok", {"path": str(ctx.run_dir / "report.md")})
+
+
+def build_report(ctx: RunContext) -> dict:
+    status = ctx.store.status()
+    evaluation = ctx.results.get("evaluate")
+    return {
+        "run_id": ctx.run_id,
+        "dry_run": ctx.dry_run,
+        "stages": {
+            name: {"status": r.status, "counts": r.counts, "message": r.message}
+            for name, r in ctx.results.items()
+        },
+        "warnings": list(ctx.warnings),
+        "store": {
+            "examples": status["examples"],
+            "labeled": status["labeled"],
+            "quarantined": status["quarantined"],
+            "per_language": status["per_language"],
+        },
+        "evaluation": None if evaluation is None else evaluation.counts,
+    }
+
+
+def report_markdown(report: dict) -> str:
+    lines = [f"# curate run {report['run_id']}", ""]
+    lines += ["| stage | status | counts | note |", "|---|---|---|---|"]
+    for name, stage in report["stages"].items():
+        counts = ", ".join(
+            f"{k} {v}" for k, v in stage["counts"].items() if not isinstance(v, dict | list)
+        )
+        lines.append(f"| {name} | {stage['status']} | {counts} | {stage['message'] or ''} |")
+    per_language_f1 = (report.get("evaluation") or {}).get("per_language", {})
+    lines += [
+        "",
+        "## Per language",
+        "",
+        "| language | examples | labeled | proxy macro-F1 |",
+        "|---|---:|---:|---:|",
+    ]
+    for code, counts in sorted(report["store"]["per_language"].items()):
+        f1 = per_language_f1.get(code)
+        lines.append(
+            f"| {code} | {counts['examples']} | {counts['labeled']} | "
+            f"{'' if f1 is None else f'{f1:.3f}'} |"
+        )
+    if report["warnings"]:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in report["warnings"]]
+    return "\n".join(lines) + "\n"
+
+
+StageFunction = Callable[[RunContext], StageResult]
+
+
+def _stage_functions() -> dict[str, StageFunction]:
+    from curation import nightly_steps
+
+    return {
+        "ingest": stage_ingest,
+        "embed": stage_embed,
+        "pull": nightly_steps.stage_pull,
+        "curate": stage_curate,
+        "train": nightly_steps.stage_train,
+        "evaluate": stage_evaluate,
+        "select": stage_select,
+        "push": nightly_steps.stage_push,
+        "report": stage_report,
+    }
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def execute(config: Config, *, dry_run: bool = False, progress: bool = False) -> dict:
+    """Run every stage under the lock; returns the `--json` object plus an `exit_code`.
+
+    A dry run takes no lock and writes nothing: it reads the store read-only (or, before the
+    first run, an empty scratch store) and each stage says what it would do.
+    """
+    if dry_run:
+        import tempfile
+
+        from curation.store import DB_NAME, SCHEMA_VERSION
+
+        if (config.store.path / DB_NAME).exists():
+            store = Store(config.store.path, read_only=True)
+            if store.schema_version() == SCHEMA_VERSION:
+                with store:
+                    return _execute(store, config, dry_run=True, progress=progress)
+            # An older schema: migrate a copy (SQLite's online backup), never the store itself.
+            with tempfile.TemporaryDirectory() as scratch:
+                import sqlite3
+
+                copy = sqlite3.connect(Path(scratch) / DB_NAME)
+                store.conn.backup(copy)
+                copy.close()
+                store.close()
+                with Store(scratch) as migrated:
+                    migrated.path = config.store.path  # vectors are read from the real store
+                    return _execute(migrated, config, dry_run=True, progress=progress)
+        with tempfile.TemporaryDirectory() as scratch, Store(scratch) as store:
+            return _execute(store, config, dry_run=True, progress=progress)
+    with run_lock(config.store.path):
+        store = Store(config.store.path)
+        try:
+            return _execute(store, config, dry_run=False, progress=progress)
+        finally:
+            store.close()
+
+
+def _execute(store: Store, config: Config, *, dry_run: bool, progress: bool) -> dict:
+    run_id = new_run_id()
+    run_dir = config.store.path / "runs" / run_id
+    if not dry_run:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with store.transaction() as conn:
+            # Holding the lock means no other run is alive: a "running" row is a killed run.
+            conn.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+            conn.execute(
+                "INSERT INTO runs (id, started_at, status, pid, dry_run) VALUES (?,?,?,?,0)",
+                (run_id, utc_now(), "running", os.getpid()),
+            )
+    ctx = RunContext(store, config, run_id, run_dir, dry_run, progress)
+    failed = False
+    with run_logging(None if dry_run else run_dir, run_id, config.run.log_format):
+        log.info("run %s started%s", run_id, " (dry run)" if dry_run else "")
+        for name, function in _stage_functions().items():
+            started = utc_now()
+            clock = time.perf_counter()
+            if failed and name != "report":
+                ctx.results[name] = StageResult("skipped", {}, "an earlier stage failed")
+                continue
+            _record_step(ctx, name, started, None, "running", {}, None)
+            try:
+                result = function(ctx)
+            except Exception as exc:  # a stage failure is reported, not a traceback
+                log.exception("stage %s failed", name, extra={"stage": name})
+                result = StageResult("failed", {}, f"{type(exc).__name__}: {exc}")
+                failed = True
+            result.counts.setdefault("seconds", round(time.perf_counter() - clock, 2))
+            if result.status == "warning" or (
+                result.message and result.status == "skipped" and name in {"pull", "push"}
+            ):
+                ctx.warn(f"{name}: {result.message}")
+            ctx.results[name] = result
+            _record_step(
+                ctx, name, started, utc_now(), result.status, result.counts, result.message
+            )
+            log.info(
+                "stage %s: %s %s",
+                name,
+                result.status,
+                json.dumps(result.counts, default=str),
+                extra={"stage": name},
+            )
+        status = "failed" if failed else ("warnings" if ctx.warnings else "ok")
+        if not dry_run:
+            with store.transaction() as conn:
+                conn.execute(
+                    "UPDATE runs SET finished_at = ?, status = ?, warnings = ?, report_path = ? "
+                    "WHERE id = ?",
+                    (
+                        utc_now(),
+                        status,
+                        json.dumps(ctx.warnings),
+                        str(run_dir / "report.md"),
+                        run_id,
+                    ),
+                )
+        log.info("run %s finished: %s", run_id, status)
+    exit_code = {"ok": EXIT_OK, "warnings": EXIT_WARNINGS, "failed": EXIT_FAILED}[status]
+    return {
+        "run_id": run_id,
+        "status": status,
+        "dry_run": dry_run,
+        "stages": {
+            name: {"status": r.status, "counts": r.counts, "message": r.message}
+            for name, r in ctx.results.items()
+        },
+        "warnings": ctx.warnings,
+        "report": None if dry_run else str(run_dir / "report.md"),
+        "exit_code": exit_code,
+    }
+
+
+def _record_step(
+    ctx: RunContext,
+    stage: str,
+    started: str,
+    finished: str | None,
+    status: str,
+    counts: dict,
+    message: str | None,
+) -> None:
+    if ctx.dry_run:
+        return
+    with ctx.store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO run_steps (run_id, stage, started_at, finished_at, status, counts, "
+            "message) VALUES (?,?,?,?,?,?,?) ON CONFLICT (run_id, stage) DO UPDATE SET "
+            "finished_at = excluded.finished_at, status = excluded.status, "
+            "counts = excluded.counts, message = excluded.message",
+            (
+                ctx.run_id,
+                stage,
+                started,
+                finished,
+                status,
+                json.dumps(counts, default=str, sort_keys=True),
+                message,
+            ),
+        )
