@@ -440,6 +440,7 @@ def _execute(store: Store, config: Config, *, dry_run: bool, progress: bool) -> 
                 json.dumps(result.counts, default=str),
                 extra={"stage": name},
             )
+            _fault_point(name)
         status = "failed" if failed else ("warnings" if ctx.warnings else "ok")
         if not dry_run:
             with store.transaction() as conn:
@@ -468,6 +469,15 @@ def _execute(store: Store, config: Config, *, dry_run: bool, progress: bool) -> 
         "report": None if dry_run else str(run_dir / "report.md"),
         "exit_code": exit_code,
     }
+
+
+def _fault_point(stage: str) -> None:
+    """Test hook: `CURATE_KILL_AFTER_STAGE=select` SIGKILLs this process right after that stage
+    is recorded, so the crash tests kill a real run at a real stage boundary."""
+    if os.environ.get("CURATE_KILL_AFTER_STAGE") == stage:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _record_step(
