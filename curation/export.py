@@ -104,18 +104,24 @@ def _labels_hash(rows: list[dict]) -> str:
 
 
 def _agreement_by_language(store: Store) -> dict[str, dict]:
-    """Agreement per language when the labeling step has stored it (else empty)."""
+    """The latest agreement per language that the labeling step stored (else empty)."""
     table = store.conn.execute(
-        "SELECT name FROM sqlite_master WHERE type='table' AND name='agreement'"
+        "SELECT name FROM sqlite_master WHERE type='table' AND name='agreement_stats'"
     ).fetchone()
     if table is None:
         return {}
     try:
-        rows = store.conn.execute("SELECT * FROM agreement").fetchall()
+        rows = store.conn.execute(
+            "SELECT language, krippendorff_alpha, fleiss_kappa, percent_agreement, annotations "
+            "FROM agreement_stats a WHERE computed_at = (SELECT MAX(computed_at) FROM "
+            "agreement_stats b WHERE b.language = a.language) ORDER BY language"
+        ).fetchall()
     except sqlite3.Error:  # a schema this code does not know: leave it out of the card
         return {}
-    # sqlite3.Row's `in` looks at values, hence .keys()
-    return {row["language"]: dict(row) for row in rows if "language" in row.keys()}  # noqa: SIM118
+    return {
+        row["language"]: {k: row[k] for k in row.keys() if k != "language"}  # noqa: SIM118
+        for row in rows
+    }
 
 
 def dataset_card(
