@@ -84,6 +84,10 @@ def _global(
     STATE.config_path = config
     STATE.debug = debug
     STATE.quiet = quiet
+    if quiet or not sys.stderr.isatty():
+        # transformers and huggingface_hub read this when first imported: no "Loading weights"
+        # bars in cron logs or under --quiet.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -299,28 +303,15 @@ def search(
         query_vector = Embedder(config.embedding).encode_queries([query])
         scores, ids = vector_index.search(query_vector, k, language=language)
         found = ids[0]
-        texts = (
-            dict(
-                store.conn.execute(
-                    f"SELECT id, text FROM examples WHERE id IN ({','.join('?' * len(found))})",
-                    found,
-                ).fetchall()
+        marks = ",".join("?" * len(found))
+        rows = {
+            row["id"]: row
+            for row in store.conn.execute(
+                f"SELECT id, language, text FROM examples WHERE id IN ({marks})", found
             )
-            if found
-            else {}
-        )
-        languages = (
-            dict(
-                store.conn.execute(
-                    f"SELECT id, language FROM examples WHERE id IN ({','.join('?' * len(found))})",
-                    found,
-                ).fetchall()
-            )
-            if found
-            else {}
-        )
+        }
     hits = [
-        {"id": i, "score": float(s), "language": languages[i], "text": texts[i]}
+        {"id": i, "score": float(s), "language": rows[i]["language"], "text": rows[i]["text"]}
         for i, s in zip(found, scores[0], strict=False)
     ]
     if json_output:
