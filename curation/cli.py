@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # The steps' commands live in their own modules, which register themselves on `app`.
-from curation import cli_run, cli_select  # noqa: E402, F401
+from curation import cli_run, cli_select, cli_training  # noqa: E402, F401
 
 if __name__ == "__main__":
     # Run through the imported module, where the step modules registered their commands.
