@@ -51,7 +51,14 @@ JsonOption = Annotated[
 
 
 def _config() -> Config:
-    return load_config(STATE.config_path)
+    config = load_config(STATE.config_path)
+    if config.training:
+        # The [training] section belongs to the training wing; checked here, at load, so a typo
+        # fails every command at once rather than the nightly train stage weeks later.
+        from training.config import parse_training_config
+
+        parse_training_config(config.training)
+    return config
 
 
 def _open_store(config: Config, *, read_only: bool = False) -> Store:

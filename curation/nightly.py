@@ -397,7 +397,8 @@ def execute(config: Config, *, dry_run: bool = False, progress: bool = False) ->
 
 def _execute(store: Store, config: Config, *, dry_run: bool, progress: bool) -> dict:
     run_id = new_run_id()
-    run_dir = config.store.path / "runs" / run_id
+    # Not <store>/runs/: that folder holds the adapter training runs.
+    run_dir = config.store.path / "nightly" / run_id
     if not dry_run:
         run_dir.mkdir(parents=True, exist_ok=True)
         with store.transaction() as conn:

@@ -250,6 +250,45 @@ MIGRATIONS: list[str] = [
         per_language TEXT NOT NULL
     );
     """,
+    # version 3: the Label Studio bridge (labeling/). tasks.overlap: how many annotators a task
+    # asked for (a label is resolved only once that many have answered); the adjudication queue;
+    # per-language agreement and per-annotator gold accuracy at each pull, for the dashboard.
+    """
+    ALTER TABLE tasks ADD COLUMN overlap INTEGER;
+
+    CREATE TABLE adjudication_queue (
+        example_id TEXT PRIMARY KEY REFERENCES examples(id),
+        reason TEXT NOT NULL,
+        votes TEXT NOT NULL,
+        agreement REAL,
+        updated_at TEXT NOT NULL
+    );
+
+    CREATE TABLE agreement_stats (
+        computed_at TEXT NOT NULL,
+        language TEXT NOT NULL,
+        examples INTEGER NOT NULL,
+        annotations INTEGER NOT NULL,
+        annotators INTEGER NOT NULL,
+        units INTEGER NOT NULL,
+        krippendorff_alpha REAL,
+        fleiss_kappa REAL,
+        percent_agreement REAL,
+        labels INTEGER NOT NULL,
+        needs_adjudication INTEGER NOT NULL,
+        PRIMARY KEY (computed_at, language)
+    );
+
+    CREATE TABLE annotator_gold (
+        computed_at TEXT NOT NULL,
+        annotator TEXT NOT NULL,
+        language TEXT NOT NULL,
+        answered INTEGER NOT NULL,
+        correct INTEGER NOT NULL,
+        accuracy REAL,
+        PRIMARY KEY (computed_at, annotator, language)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

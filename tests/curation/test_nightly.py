@@ -125,9 +125,9 @@ def test_two_runs_in_a_row_the_second_does_nothing(project: Path) -> None:
     assert counts["curate"]["written"] is False
     assert counts["select"]["selected"] == 0 and counts["select"]["pending_before"] == 30
     assert state(project) == EXPECTED
-    report = (project / "curation-data" / "runs" / second["run_id"] / "report.md").read_text()
+    report = (project / "curation-data" / "nightly" / second["run_id"] / "report.md").read_text()
     assert "| select | ok |" in report and "## Warnings" in report
-    log_lines = (project / "curation-data" / "runs" / second["run_id"] / "run.log").read_text()
+    log_lines = (project / "curation-data" / "nightly" / second["run_id"] / "run.log").read_text()
     assert "stage select: ok" in log_lines
 
 
@@ -140,12 +140,12 @@ def test_dry_run_writes_nothing(project: Path) -> None:
     curate_run(project)
     db = project / "curation-data" / "curate.db"
     digest = hashlib.sha256(db.read_bytes()).hexdigest()
-    runs = sorted((project / "curation-data" / "runs").iterdir())
+    runs = sorted((project / "curation-data" / "nightly").iterdir())
     (project / "inbox" / "more.jsonl").write_text(json.dumps({"text": "new", "language": "en"}))
     code, payload, _ = curate_run(project, "--dry-run")
     assert payload["stages"]["ingest"]["counts"]["files"] == 1
     assert hashlib.sha256(db.read_bytes()).hexdigest() == digest
-    assert sorted((project / "curation-data" / "runs").iterdir()) == runs
+    assert sorted((project / "curation-data" / "nightly").iterdir()) == runs
 
 
 @pytest.mark.slow
@@ -195,3 +195,24 @@ def test_sigkill_at_each_stage_boundary_then_rerun_completes_exactly(
     statuses = [row[0] for row in conn.execute("SELECT status FROM runs ORDER BY started_at")]
     conn.close()
     assert statuses == ["interrupted", "warnings"]
+
+
+@pytest.mark.slow
+def test_train_stage_runs_when_enough_new_labels_arrived(project: Path, tiny_model_dir: Path):
+    backbone = tiny_model_dir.parent / "backbone"
+    with open(project / "curate.toml", "a") as handle:
+        handle.write(
+            "train_after_new_labels = 50\n"
+            f'[training]\nbackbone = "{backbone}"\n'
+            "[training.data]\nbatch_size = 8\neffective_batch_size = 8\nmax_length = 16\n"
+            "[training.evaluation]\nevery = 2\n[training.budget]\nmax_steps = 4\n"
+        )
+    code, first, err = curate_run(project)
+    assert code == EXIT_WARNINGS, err
+    train = first["stages"]["train"]
+    assert train["status"] == "ok", train
+    assert train["counts"]["new_labels"] == 60 and train["counts"]["run_id"]
+    assert train["counts"]["stopped_because"].startswith("max_steps")
+    code, second, _ = curate_run(project)
+    assert second["stages"]["train"]["status"] == "skipped"
+    assert second["stages"]["train"]["counts"]["new_labels"] == 0

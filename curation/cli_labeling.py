@@ -1,0 +1,216 @@
+"""`curate push`, `curate pull`, `curate adjudicate`: the Label Studio bridge on the command line.
+
+Registered on the main `curate` app (curation.cli imports this module). The server comes from
+`[labelstudio] url` / $LABEL_STUDIO_URL and $LABEL_STUDIO_API_KEY / `[labelstudio] api_key`;
+without one, `push --to FILE` and `pull --from FILE` work on Label Studio's import and export
+files. See labeling.push and labeling.pull for what exactly happens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from curation.cli import JsonOption, _config, _emit_json, _open_store, app, stdout
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+@app.command()
+def push(
+    round_id: Annotated[
+        int | None,
+        typer.Option(
+            "--round",
+            min=1,
+            help="Push this round (default: unfinished rounds, then the latest).",
+        ),
+    ] = None,
+    to: Annotated[
+        Path | None,
+        typer.Option(
+            "--to",
+            help="No server: write Label Studio's JSON import file (and its labeling config).",
+        ),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Send a selection round to Label Studio as tasks, in active-learning order, exactly once."""
+    from labeling.client import LabelStudioClient
+    from labeling.push import push as push_rounds
+    from labeling.push import write_import_file
+
+    config = _config()
+    with _open_store(config) as store:
+        if to is not None:
+            result = write_import_file(store, config, to, round_id=round_id)
+        else:
+            client = LabelStudioClient.from_config(config)
+            result = push_rounds(store, config, client, round_id=round_id)
+    if json_output:
+        _emit_json(result)
+        return
+    if to is not None:
+        stdout.print(
+            f"wrote {result['tasks']} tasks of round {result['round_id']} to {result['file']} "
+            f"({result['pushed']} new, {result['already_pushed']} written before, "
+            f"{result['gold']} gold); labeling config: {result['label_config']}"
+        )
+        stdout.print(
+            "in Label Studio: create a project with that labeling config, import the file, set "
+            f"Annotation > Sampling to 'Uncertainty sampling' and the model version to "
+            f"{result['model_version']!r}; later export as JSON and run `curate pull --from FILE`"
+        )
+        return
+    table = Table(title=f"push to project {result['project_id']}")
+    for column in ("round", "pushed", "already pushed", "adopted", "gold", "overlap set"):
+        table.add_column(column, justify="right")
+    for row in result["rounds"]:
+        table.add_row(
+            str(row["round_id"]),
+            str(row["pushed"]),
+            str(row["already_pushed"]),
+            str(row["adopted"]),
+            str(row["gold"]),
+            str(row["overlap_set"]),
+        )
+    stdout.print(table)
+    stdout.print(f"annotate at {result['url']}")
+
+
+@app.command()
+def pull(
+    from_file: Annotated[
+        Path | None,
+        typer.Option("--from", help="No server: read Label Studio's JSON export file instead."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Bring annotations back, resolve labels, and measure agreement per language."""
+    from labeling.client import LabelStudioClient
+    from labeling.pull import pull as pull_annotations
+    from labeling.pull import pull_from_file
+
+    config = _config()
+    with _open_store(config) as store:
+        if from_file is not None:
+            result = pull_from_file(store, config, from_file)
+        else:
+            client = LabelStudioClient.from_config(config)
+            result = pull_annotations(store, config, client)
+    if json_output:
+        _emit_json(result)
+        return
+    stdout.print(
+        f"annotations: {result['annotations']} live ({result['new']} new, {result['updated']} "
+        f"updated, {result['deleted']} deleted); labels resolved: {result['labels_resolved']}, "
+        f"withdrawn: {result['labels_withdrawn']}; waiting for more answers: {result['pending']}; "
+        f"needs adjudication: {result['needs_adjudication']}"
+    )
+    if result["per_language"]:
+        table = Table(title="agreement per language")
+        for column in (
+            "language",
+            "annotations",
+            "annotators",
+            "items >= 2",
+            "alpha",
+            "kappa",
+            "% agree",
+            "new labels",
+            "crowd labels",
+            "adjudicate",
+        ):
+            table.add_column(column, justify="left" if column == "language" else "right")
+        for language, row in result["per_language"].items():
+            table.add_row(
+                language,
+                str(row["annotations"]),
+                str(row["annotators"]),
+                str(row["units"]),
+                _fmt(row["agreement"]),
+                _fmt(row["fleiss_kappa"]),
+                "-"
+                if row["percent_agreement"] is None
+                else f"{100 * row['percent_agreement']:.1f}",
+                str(row["labels"]),
+                str(row["crowd_labels"]),
+                str(row["needs_adjudication"]),
+            )
+        stdout.print(table)
+    if result["gold_accuracy"]:
+        table = Table(title="annotators on gold tasks")
+        for column in ("annotator", "language", "answered", "correct", "accuracy"):
+            table.add_column(
+                column, justify="left" if column in ("annotator", "language") else "right"
+            )
+        for annotator, languages in result["gold_accuracy"].items():
+            for language, row in languages.items():
+                table.add_row(
+                    annotator,
+                    language,
+                    str(row["answered"]),
+                    str(row["correct"]),
+                    _fmt(row["accuracy"], 2),
+                )
+        stdout.print(table)
+    if result["needs_adjudication"]:
+        stdout.print("see and settle them with: curate adjudicate")
+
+
+@app.command()
+def adjudicate(
+    set_label: Annotated[
+        tuple[str, str] | None,
+        typer.Option(
+            "--set",
+            metavar="EXAMPLE_ID LABEL",
+            help="Settle one example with this label (source 'adjudicated').",
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows.")] = 1000,
+    json_output: JsonOption = False,
+) -> None:
+    """List the examples annotators could not settle, or settle one with --set."""
+    from labeling.adjudicate import adjudication_queue
+    from labeling.adjudicate import set_label as settle
+
+    config = _config()
+    if set_label is not None:
+        example_id, label = set_label
+        with _open_store(config) as store:
+            result = settle(store, config, example_id, label)
+        if json_output:
+            _emit_json(result)
+            return
+        previous = result["previous"]
+        was = f" (was {previous['label']!r} from {previous['source']})" if previous else ""
+        stdout.print(f"{example_id}: {label!r}, adjudicated{was}")
+        return
+    rows: list[dict] = []
+    if (config.store.path / "curate.db").exists():
+        with _open_store(config) as store:  # not read-only: an old store gets the queue table
+            rows = adjudication_queue(store, limit=limit)
+    if json_output:
+        _emit_json({"rows": rows, "count": len(rows)})
+        return
+    if not rows:
+        stdout.print("nothing to adjudicate")
+        return
+    table = Table(title=f"to adjudicate ({len(rows)})")
+    for column in ("example", "language", "reason", "votes", "current", "text"):
+        table.add_column(column)
+    for row in rows:
+        votes = ", ".join(f"{label} {count}" for label, count in row["votes"].items())
+        current = (
+            f"{row['current_label']} ({row['current_source']})" if row["current_label"] else ""
+        )
+        text = row["text"] if len(row["text"]) <= 80 else row["text"][:77] + "..."
+        table.add_row(row["example_id"], row["language"], row["reason"], votes, current, text)
+    stdout.print(table)
+    stdout.print("settle one with: curate adjudicate --set EXAMPLE_ID LABEL")
