@@ -1,0 +1,209 @@
+"""The default strategy: adapts to the stage of labeling."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from selection.base import MissingInputError, Pool, QueryStrategy, Ranking, fmt
+from selection.diversity import TypiClust, coverage_greedy, coverage_radius, kmeans_ranking
+from selection.uncertainty import margin_scores
+
+__all__ = ["Hybrid"]
+
+_DIVERSITY = ("coverage", "kmeans")
+
+
+class Hybrid(QueryStrategy):
+    """Stage-aware, language-balanced selection (the default).
+
+    * **Cold start** -- no ``probs``, or fewer than ``min_labeled_per_class * n_classes``
+      labeled examples (counted as ``len(labeled_embeddings)``): TypiClust typicality/diversity
+      (Hacohen et al., 2022). Uncertainty from a model trained on a handful of labels is noise.
+    * **Warm** -- uncertainty restricted to diverse, representative candidates:
+
+      1. split the budget over languages (``language_balance``, default ``"proportional"`` to the
+         unlabeled pool; see :func:`selection.allocation.allocate`) so that no language is
+         starved by a shared model that is systematically less confident on some languages;
+      2. per language, keep the ``candidate_factor * share`` candidates with the smallest margin
+         (Scheffer et al., 2001);
+      3. among those, greedily take the candidate whose cosine ball covers the most
+         not-yet-covered pool examples of that language (ProbCover-style maximum coverage,
+         Yehuda et al., 2022; labeled examples' balls start covered; ties -> smaller margin).
+         The ball is cosine > ``coverage_similarity`` (0.7: "says much the same thing"); with
+         ``coverage_similarity=None`` it adapts to each language's geometry (median similarity
+         to the ``coverage_knn``-th neighbour). Where a language's examples are spread out the
+         balls are nearly empty and the order is simply smallest margin first.
+         ``diversity="kmeans"`` instead clusters the candidates into ``share`` k-means groups
+         and takes the most uncertain of each (Zhdanov, 2019).
+
+      This favours uncertain points that stand for many unlabeled ones (dense, uncovered
+      regions) over isolated outliers, and never takes two that cover the same region.
+
+    Cost is linear in the pool: one ``argpartition`` per language, then work on
+    ``candidate_factor * budget`` candidates against a reference sample of at most
+    ``max_reference`` examples per language.
+
+    Args:
+        min_labeled_per_class: below this many labels per class, use the cold-start stage.
+        candidate_factor: uncertainty prefilter size as a multiple of the (per-language) budget.
+        language_balance: allocation method over languages (``"proportional"``, ``"equal"``,
+            ``"need"``) or None to ignore languages.
+        diversity: ``"coverage"`` (default) or ``"kmeans"``.
+        coverage_similarity: coverage ball radius as a cosine similarity; None = adaptive.
+        coverage_knn: neighbours that define the adaptive radius (when the above is None).
+        max_reference: reference sample per language for coverage counts.
+        niter: k-means iterations (cold start / ``diversity="kmeans"``).
+        max_similarity: near-duplicate ceiling (cosine); None = off.
+    """
+
+    name = "hybrid"
+
+    def __init__(
+        self,
+        *,
+        min_labeled_per_class: int = 10,
+        candidate_factor: int = 10,
+        language_balance: str | None = "proportional",
+        diversity: str = "coverage",
+        coverage_similarity: float | None = 0.7,
+        coverage_knn: int = 50,
+        max_reference: int = 20_000,
+        niter: int = 20,
+        max_similarity: float | None = 0.95,
+    ) -> None:
+        super().__init__(max_similarity=max_similarity)
+        if candidate_factor < 1:
+            raise ValueError("candidate_factor must be >= 1")
+        if diversity not in _DIVERSITY:
+            raise ValueError(f"diversity must be one of {_DIVERSITY}, got {diversity!r}")
+        if language_balance is not None:
+            from selection.allocation import METHODS
+
+            if language_balance not in METHODS:
+                raise ValueError(
+                    f"language_balance must be one of {METHODS} or None, got {language_balance!r}"
+                )
+        self.min_labeled_per_class = min_labeled_per_class
+        self.candidate_factor = candidate_factor
+        self.language_balance = language_balance
+        self.diversity = diversity
+        self.coverage_knn = coverage_knn
+        self.coverage_similarity = coverage_similarity
+        self.max_reference = max_reference
+        self.niter = niter
+
+    def stage(self, pool: Pool) -> str:
+        """``"cold"`` or ``"warm"`` for these inputs."""
+        if pool.probs is None:
+            return "cold"
+        if pool.embeddings is None:
+            return "warm"
+        if pool.n_labeled < self.min_labeled_per_class * pool.probs.shape[1]:
+            return "cold"
+        return "warm"
+
+    def rank(self, pool: Pool, budget: int, rng: np.random.Generator) -> Ranking:
+        if pool.probs is None and pool.embeddings is None:
+            raise MissingInputError("Hybrid needs probs or embeddings (or both); got neither")
+        if self.stage(pool) == "cold":
+            cold = TypiClust(max_similarity=self.max_similarity, niter=self.niter)
+            r = cold.rank(pool, budget, rng)
+            r.reasons = [f"cold start: {s}" for s in r.reasons]
+            return r
+        assert pool.probs is not None
+        unc = margin_scores(pool.probs)
+        if pool.embeddings is None:
+            order = np.argsort(-unc, kind="stable")[:budget]
+            return Ranking(order, unc[order], [f"margin {fmt(1 - unc[i])}" for i in order])
+
+        langs = pool.languages
+        if self.language_balance is None or langs is None:
+            groups = {"": np.arange(pool.size)}
+            shares = {"": budget}
+        else:
+            from selection.allocation import allocate
+
+            codes = sorted(set(langs.tolist()))
+            groups = {c: np.flatnonzero(langs == c) for c in codes}
+            sizes = {c: len(g) for c, g in groups.items()}
+            uncertainty = {c: float(unc[g].mean()) for c, g in groups.items()}
+            shares = allocate(
+                budget, sizes, method=self.language_balance, uncertainty=uncertainty
+            ).per_language
+
+        guard = self._guard(pool)
+        labeled_unit = pool.labeled_unit()
+        order: list[int] = []
+        scores: list[float] = []
+        reasons: list[str] = []
+        for code, positions in groups.items():
+            b = shares[code]
+            if b < 1:
+                continue
+            cand, why = self._warm(pool, positions, b, rng, unc, labeled_unit)
+            keep = guard.walk(cand, b) if guard is not None else list(range(min(b, len(cand))))
+            prefix = f"{code} share {b}: " if code else ""
+            for j in keep:
+                order.append(int(cand[j]))
+                scores.append(float(unc[cand[j]]))
+                reasons.append(prefix + why[j])
+        o = np.argsort(-np.asarray(scores), kind="stable")
+        return Ranking(
+            np.asarray(order, dtype=np.int64)[o],
+            np.asarray(scores)[o],
+            [reasons[i] for i in o],
+            prechecked=True,
+            skipped=0 if guard is None else guard.skipped,
+        )
+
+    def _warm(
+        self,
+        pool: Pool,
+        positions: np.ndarray,
+        budget: int,
+        rng: np.random.Generator,
+        unc: np.ndarray,
+        labeled_unit: np.ndarray | None,
+    ) -> tuple[np.ndarray, list[str]]:
+        """Candidates (pool positions) of one group in preference order, with reasons."""
+        n = len(positions)
+        k = min(n, self.candidate_factor * budget)
+        u = unc[positions]
+        top = np.argpartition(-u, k - 1)[:k] if k < n else np.arange(n)
+        top = top[np.argsort(-u[top], kind="stable")]
+        cand = positions[top]
+        margins = 1.0 - unc[cand]
+        if self.diversity == "kmeans":
+            r = kmeans_ranking(
+                pool.unit_rows(cand),
+                cand,
+                budget,
+                rng=rng,
+                niter=self.niter,
+                priority=-unc[cand],
+                label="diverse",
+            )
+            m = 1.0 - unc[r.order]
+            return r.order, [f"margin {fmt(a)}, {s}" for a, s in zip(m, r.reasons, strict=True)]
+        ref = positions
+        if n > self.max_reference:
+            ref = np.sort(rng.choice(positions, size=self.max_reference, replace=False))
+        ref_x = pool.unit_rows(ref)
+        sim = (
+            self.coverage_similarity
+            if self.coverage_similarity is not None
+            else coverage_radius(ref_x, self.coverage_knn, rng=rng)
+        )
+        picks, gains = coverage_greedy(
+            pool.unit_rows(cand),
+            ref_x,
+            similarity=sim,
+            labeled=labeled_unit,
+            priority=margins,
+            max_picks=min(len(cand), 3 * budget),
+        )
+        reasons = [
+            f"margin {fmt(margins[i])}, covers {int(g)} unlabeled neighbours"
+            for i, g in zip(picks, gains, strict=True)
+        ]
+        return cand[picks], reasons

@@ -1,0 +1,311 @@
+"""Pure pool-based active-learning simulation (used by ``curate simulate``).
+
+The caller loads data and embeddings; this module only runs the loop:
+
+for each seed k: draw the same random seed set for every strategy; then for each strategy and
+round: fit the proxy on the labeled set, evaluate on the test split (macro-F1 overall, per
+language, worst language), ask the strategy for ``batch_size`` more ids, reveal their labels.
+AULC is the mean macro-F1 over the ``rounds + 1`` evaluation points (seed set included),
+averaged over seeds.
+"""
+
+from __future__ import annotations
+
+import sys
+import zlib
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from selection.allocation import allocate
+from selection.base import QueryStrategy
+from selection.proxy import LogisticProxy, ProbabilityModel
+from selection.uncertainty import margin_scores
+
+__all__ = ["evaluate", "plot_curves", "simulate"]
+
+StrategySpec = str | tuple[str, QueryStrategy]
+
+
+def _stable_hash(name: str) -> int:
+    return zlib.crc32(name.encode("utf-8"))
+
+
+def evaluate(
+    model: ProbabilityModel,
+    X: np.ndarray,
+    y: Sequence[Any],
+    languages: Sequence[str],
+) -> dict[str, Any]:
+    """Macro-F1 overall and per language, plus the worst language's macro-F1."""
+    from sklearn.metrics import f1_score
+
+    classes = list(model.classes_)
+    proba = model.predict_proba(X)
+    pred = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    y_arr = np.asarray([str(v) for v in y], dtype=object)
+    langs = np.asarray(languages, dtype=object)
+
+    def f1(mask: np.ndarray | slice) -> float:
+        return float(
+            f1_score(y_arr[mask], pred[mask], labels=classes, average="macro", zero_division=0)
+        )
+
+    per_language = {str(lang): f1(langs == lang) for lang in sorted(set(langs.tolist()))}
+    return {
+        "macro_f1": f1(slice(None)),
+        "per_language": per_language,
+        "worst_language_f1": min(per_language.values()) if per_language else float("nan"),
+    }
+
+
+def simulate(
+    pool_embeddings: np.ndarray,
+    pool_labels: Sequence[Any],
+    pool_languages: Sequence[str],
+    test_embeddings: np.ndarray,
+    test_labels: Sequence[Any],
+    test_languages: Sequence[str],
+    *,
+    strategies: Sequence[StrategySpec],
+    rounds: int = 10,
+    batch_size: int = 100,
+    seed_size: int = 100,
+    n_seeds: int = 5,
+    pool_ids: Sequence[Hashable] | None = None,
+    allocation: str | None = None,
+    allocation_params: Mapping[str, Any] | None = None,
+    strategy_params: Mapping[str, Mapping[str, Any]] | None = None,
+    model_factory: Callable[[Sequence[str]], ProbabilityModel] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the simulation; see the module docstring.
+
+    Args:
+        strategies: registry names as given (``"default"`` stays ``"default"`` as a key), or
+            ``(name, QueryStrategy)`` pairs for custom/baseline strategies.
+        rounds: number of query rounds R (R + 1 evaluation points).
+        batch_size: labels bought per round B.
+        seed_size: random seed set size S (identical for all strategies within a seed).
+        n_seeds: number of seeds K.
+        pool_ids: ids of the pool rows (default: row numbers).
+        allocation: None, or an allocation method (``equal``/``proportional``/``need``) to split
+            each round's batch over languages before calling the strategy per language.
+        allocation_params: extra keyword arguments for :func:`selection.allocation.allocate`.
+        strategy_params: per-name constructor parameters for registry strategies.
+        model_factory: ``labels -> ProbabilityModel``; default :class:`LogisticProxy`.
+        seed: base seed; seed k uses ``numpy.random.default_rng([seed, k])``.
+        progress: show a tqdm bar on stderr.
+
+    Returns:
+        ``{"strategies": {name: {"aulc_macro_f1", "curves"}}, "full_pool": {...}}``.
+    """
+    from selection.registry import get_strategy
+
+    X = np.ascontiguousarray(pool_embeddings, dtype="float32")
+    y = np.asarray([str(v) for v in pool_labels], dtype=object)
+    langs = np.asarray(pool_languages, dtype=object)
+    Xt = np.ascontiguousarray(test_embeddings, dtype="float32")
+    n = X.shape[0]
+    if not (len(y) == len(langs) == n) or X.ndim != 2:
+        raise ValueError("pool embeddings, labels and languages must have the same length")
+    if not (len(test_labels) == len(test_languages) == Xt.shape[0]):
+        raise ValueError("test embeddings, labels and languages must have the same length")
+    if seed_size < 1 or seed_size > n:
+        raise ValueError(f"seed_size must be in [1, {n}]")
+    if rounds < 0 or batch_size < 1 or n_seeds < 1:
+        raise ValueError("rounds >= 0, batch_size >= 1 and n_seeds >= 1 are required")
+    ids = list(range(n)) if pool_ids is None else list(pool_ids)
+    if len(ids) != n:
+        raise ValueError("pool_ids must have one id per pool row")
+    labels = sorted(set(y.tolist()) | {str(v) for v in test_labels})
+    factory = model_factory or (lambda lab: LogisticProxy(lab))
+
+    resolved: list[tuple[str, QueryStrategy]] = []
+    for spec in strategies:
+        if isinstance(spec, tuple):
+            resolved.append(spec)
+        else:
+            params = dict((strategy_params or {}).get(spec, {}))
+            resolved.append((spec, get_strategy(spec, **params)))
+    names = [name for name, _ in resolved]
+    if len(set(names)) != len(names):
+        raise ValueError(f"strategy names must be unique, got {names}")
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=n_seeds * len(resolved) * rounds,
+            desc="simulate",
+            file=sys.stderr,
+            leave=False,
+        )
+
+    curves: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in names}
+    for k in range(n_seeds):
+        seed_rng = np.random.default_rng([seed, k])
+        seed_set = np.sort(seed_rng.choice(n, size=seed_size, replace=False))
+        for name, strategy in resolved:
+            labeled = np.zeros(n, dtype=bool)
+            labeled[seed_set] = True
+            curve: list[dict[str, Any]] = []
+            for r in range(rounds + 1):
+                model = factory(labels)
+                lab_idx = np.flatnonzero(labeled)
+                model.fit(X[lab_idx], y[lab_idx])
+                point = evaluate(model, Xt, test_labels, test_languages)
+                curve.append({"labels": int(labeled.sum()), **point})
+                if r == rounds:
+                    break
+                unl = np.flatnonzero(~labeled)
+                if len(unl) == 0:
+                    if bar is not None:
+                        bar.update(1)
+                    continue
+                rng = np.random.default_rng([seed, k, r, _stable_hash(name)])
+                probs = model.predict_proba(X[unl])
+                chosen = _query(
+                    strategy,
+                    unl,
+                    probs,
+                    X,
+                    langs,
+                    lab_idx,
+                    batch_size,
+                    rng,
+                    allocation,
+                    allocation_params,
+                )
+                labeled[chosen] = True
+                if bar is not None:
+                    bar.update(1)
+            curves[name].append(curve)
+    if bar is not None:
+        bar.close()
+
+    full = factory(labels)
+    full.fit(X, y)
+    full_eval = evaluate(full, Xt, test_labels, test_languages)
+    return {
+        "strategies": {
+            name: {
+                "aulc_macro_f1": float(
+                    np.mean([np.mean([p["macro_f1"] for p in c]) for c in curves[name]])
+                ),
+                "curves": curves[name],
+            }
+            for name in names
+        },
+        "full_pool": {
+            "macro_f1": full_eval["macro_f1"],
+            "per_language": full_eval["per_language"],
+        },
+    }
+
+
+def _query(
+    strategy: QueryStrategy,
+    unl: np.ndarray,
+    probs: np.ndarray,
+    X: np.ndarray,
+    langs: np.ndarray,
+    lab_idx: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator,
+    allocation: str | None,
+    allocation_params: Mapping[str, Any] | None,
+) -> np.ndarray:
+    """One query; returns pool row numbers to label."""
+    lab_emb = X[lab_idx]
+    if allocation is None:
+        sel = strategy.select(
+            unl,
+            batch_size,
+            probs=probs,
+            embeddings=X[unl],
+            labeled_embeddings=lab_emb,
+            languages=langs[unl],
+            rng=rng,
+        )
+        return np.asarray(sel.ids, dtype=np.int64)
+    unl_langs = langs[unl]
+    codes = sorted(set(unl_langs.tolist()))
+    pool_sizes = {c: int((unl_langs == c).sum()) for c in codes}
+    labeled_counts = {c: int((langs[lab_idx] == c).sum()) for c in codes}
+    unc = margin_scores(probs)
+    uncertainty = {c: float(unc[unl_langs == c].mean()) for c in codes}
+    alloc = allocate(
+        batch_size,
+        pool_sizes,
+        method=allocation,
+        uncertainty=uncertainty,
+        labeled_counts=labeled_counts,
+        **dict(allocation_params or {}),
+    )
+    chosen: list[int] = []
+    for c in codes:
+        b = alloc.per_language[c]
+        if b < 1:
+            continue
+        m = unl_langs == c
+        sub = unl[m]
+        sel = strategy.select(
+            sub,
+            b,
+            probs=probs[m],
+            embeddings=X[sub],
+            labeled_embeddings=lab_emb,
+            languages=unl_langs[m],
+            rng=rng,
+        )
+        chosen.extend(int(i) for i in sel.ids)
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def plot_curves(results: Mapping[str, Any], path: str | Path) -> Path:
+    """Two panels (macro-F1 and worst-language F1 vs labels), one line per strategy (mean over
+    seeds) with a min-max band. Writes a PNG (Agg canvas, no global backend change)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4.8), dpi=110)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
+    panels = [("macro_f1", "macro-F1"), ("worst_language_f1", "worst-language macro-F1")]
+    full = results.get("full_pool", {})
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for name, res in results["strategies"].items():
+            curves = res["curves"]
+            if not curves:
+                continue
+            length = min(len(c) for c in curves)
+            xs = np.mean([[p["labels"] for p in c[:length]] for c in curves], axis=0)
+            ys = np.array([[p[key] for p in c[:length]] for c in curves])
+            (line,) = ax.plot(xs, ys.mean(axis=0), marker="o", markersize=3, label=name)
+            ax.fill_between(xs, ys.min(axis=0), ys.max(axis=0), alpha=0.15, color=line.get_color())
+        if key == "macro_f1" and "macro_f1" in full:
+            ax.axhline(
+                full["macro_f1"], color="black", linestyle="--", linewidth=1, label="full pool"
+            )
+        elif key == "worst_language_f1" and full.get("per_language"):
+            ax.axhline(
+                min(full["per_language"].values()),
+                color="black",
+                linestyle="--",
+                linewidth=1,
+                label="full pool",
+            )
+        ax.set_title(title)
+        ax.set_xlabel("labels")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out)
+    return out
