@@ -30,6 +30,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 test: lint
+	# Debian's chromium + chromedriver for the real-browser dashboard test (never
+	# `playwright install`); Label Studio gets its own venv from the labeling test fixture.
+	bash scripts/install-browser.sh
 	$(BIN)/python -m pytest -q
 
 clean-demo:

@@ -404,7 +404,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # The steps' commands live in their own modules, which register themselves on `app`.
-from curation import cli_run, cli_select, cli_training  # noqa: E402, F401
+from curation import (  # noqa: E402, F401
+    cli_labeling,
+    cli_run,
+    cli_select,
+    cli_training,
+)
 
 if __name__ == "__main__":
     # Run through the imported module, where the step modules registered their commands.

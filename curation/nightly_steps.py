@@ -14,28 +14,83 @@ from curation.nightly import RunContext, StageResult
 def labelstudio_configured(ctx: RunContext) -> bool:
     settings = ctx.config.labelstudio
     url = settings.url or os.environ.get("LABEL_STUDIO_URL")
-    key = settings.api_key or os.environ.get("LABEL_STUDIO_API_KEY")
+    key = os.environ.get("LABEL_STUDIO_API_KEY") or settings.api_key
     return bool(url and key)
 
 
+NOT_CONFIGURED = "no Label Studio configured (LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY)"
+
+
 def stage_pull(ctx: RunContext) -> StageResult:
+    """Mirror annotations and resolve labels; an unreachable server is a warning, not a failure."""
     if not labelstudio_configured(ctx):
+        return StageResult("skipped", {"annotations": 0}, NOT_CONFIGURED)
+    if ctx.dry_run:
+        return StageResult("dry-run", {}, "would pull annotations from Label Studio")
+    from labeling.client import LabelStudioClient, LabelStudioUnavailable
+    from labeling.pull import pull
+
+    try:
+        result = pull(ctx.store, ctx.config, LabelStudioClient.from_config(ctx.config))
+    except LabelStudioUnavailable as exc:
         return StageResult(
-            "skipped",
+            "warning",
             {"annotations": 0},
-            "no Label Studio configured (LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY)",
+            f"Label Studio unreachable, continuing with the labels we have: {exc}",
         )
-    return StageResult("skipped", {"annotations": 0}, "the Label Studio bridge is not wired yet")
+    return StageResult("ok", {k: v for k, v in result.items() if k != "per_language"})
 
 
 def stage_push(ctx: RunContext) -> StageResult:
-    if not labelstudio_configured(ctx):
-        return StageResult(
-            "skipped",
-            {"pushed": 0},
-            "no Label Studio configured (LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY)",
+    """Push unpushed rounds; with no server, write Label Studio's import file for this run."""
+    from labeling.push import UNFINISHED
+
+    # Rounds never pushed ('selected') or cut short ('pushing', 'partially_pushed'); a round
+    # already written to an import file ('exported') is not written again.
+    statuses = ("selected", *UNFINISHED)
+    waiting = [
+        row[0]
+        for row in ctx.store.conn.execute(
+            f"SELECT id FROM selection_rounds WHERE status IN ({','.join('?' * len(statuses))}) "
+            "ORDER BY id",
+            statuses,
         )
-    return StageResult("skipped", {"pushed": 0}, "the Label Studio bridge is not wired yet")
+    ]
+    if not waiting:
+        return StageResult("ok", {"pushed": 0, "rounds": 0})
+    if ctx.dry_run:
+        return StageResult(
+            "dry-run",
+            {"rounds": len(waiting)},
+            f"would push round(s) {', '.join(map(str, waiting))}",
+        )
+    if not labelstudio_configured(ctx):
+        from labeling.push import write_import_file
+
+        files = []
+        pushed = 0
+        for round_id in waiting:
+            path = ctx.run_dir / f"tasks-round-{round_id}.json"
+            result = write_import_file(ctx.store, ctx.config, path, round_id=round_id)
+            pushed += result["pushed"]
+            files.append(str(path))
+        return StageResult(
+            "ok",
+            {"pushed": pushed, "rounds": len(waiting), "files": files},
+            f"{NOT_CONFIGURED}: wrote Label Studio import file(s)",
+        )
+    from labeling.client import LabelStudioClient, LabelStudioUnavailable
+    from labeling.push import push
+
+    try:
+        result = push(ctx.store, ctx.config, LabelStudioClient.from_config(ctx.config))
+    except LabelStudioUnavailable as exc:
+        return StageResult(
+            "warning",
+            {"pushed": 0},
+            f"Label Studio unreachable; the round stays queued for the next run: {exc}",
+        )
+    return StageResult("ok", {k: v for k, v in result.items() if not isinstance(v, dict | list)})
 
 
 def stage_train(ctx: RunContext) -> StageResult:

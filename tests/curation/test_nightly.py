@@ -87,6 +87,7 @@ def state(cwd: Path) -> dict:
             "selected": one("SELECT COUNT(*) FROM round_items"),
             "distinct_selected": one("SELECT COUNT(DISTINCT example_id) FROM round_items"),
             "evaluations": one("SELECT COUNT(*) FROM evaluations") > 0,
+            "tasks": one("SELECT COUNT(*) FROM tasks"),
         }
     finally:
         conn.close()
@@ -101,6 +102,7 @@ EXPECTED = {
     "selected": 30,
     "distinct_selected": 30,
     "evaluations": True,
+    "tasks": 30,
 }
 
 
@@ -115,7 +117,11 @@ def test_two_runs_in_a_row_the_second_does_nothing(project: Path) -> None:
     assert stages["curate"]["counts"]["version"] == 1 and stages["curate"]["counts"]["written"]
     assert stages["select"]["counts"]["selected"] == 30
     assert stages["select"]["counts"]["per_language"] == {"en": 10, "es": 10, "fr": 10}
-    assert stages["pull"]["status"] == stages["push"]["status"] == "skipped"
+    assert stages["pull"]["status"] == "skipped"  # no server: a warning
+    # ... and push writes Label Studio's import file instead, recording the tasks as pushed.
+    assert stages["push"]["status"] == "ok" and stages["push"]["counts"]["pushed"] == 30
+    (import_file,) = stages["push"]["counts"]["files"]
+    assert len(json.loads(Path(import_file).read_text())) == 30
     assert state(project) == EXPECTED
     code, second, _ = curate_run(project)
     assert code == EXIT_WARNINGS
@@ -124,6 +130,7 @@ def test_two_runs_in_a_row_the_second_does_nothing(project: Path) -> None:
     assert counts["embed"]["embedded"] == 0
     assert counts["curate"]["written"] is False
     assert counts["select"]["selected"] == 0 and counts["select"]["pending_before"] == 30
+    assert counts["push"]["pushed"] == 0 and counts["push"]["rounds"] == 0
     assert state(project) == EXPECTED
     report = (project / "curation-data" / "nightly" / second["run_id"] / "report.md").read_text()
     assert "| select | ok |" in report and "## Warnings" in report

@@ -1,0 +1,144 @@
+"""The dashboard's derived numbers on hand-computed inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from curation.config import Config, config_from_dict
+from dashboard import analysis, queries
+
+
+def _annotations(items: list[list[str]], language: str = "en") -> pd.DataFrame:
+    rows = []
+    for task, choices in enumerate(items):
+        for k, choice in enumerate(choices):
+            rows.append(
+                {
+                    "project_id": 1,
+                    "task_id": task,
+                    "example_id": f"x{task}",
+                    "annotator": f"a{k}",
+                    "choice": choice,
+                    "lead_time": 10.0,
+                    "language": language,
+                    "is_gold": False,
+                    "gold_label": None,
+                    "label_now": None,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_agreement_matches_hand_computation() -> None:
+    # Two raters, four items: (a,a) (a,a) (b,b) (a,b).
+    scores = analysis.agreement_scores(
+        analysis.item_counts(_annotations([["a", "a"], ["a", "a"], ["b", "b"], ["a", "b"]]))
+    )
+    assert scores["items"] == 4 and scores["annotations"] == 8
+    assert scores["percent"] == pytest.approx(0.75)
+    # Fleiss: P_e = (5/8)^2 + (3/8)^2 = 34/64.
+    assert scores["kappa"] == pytest.approx((0.75 - 34 / 64) / (1 - 34 / 64))
+    # Krippendorff (nominal): 1 - (n - 1) * D_o / sum_{c != k} n_c n_k = 1 - 7 * 2 / 30.
+    assert scores["alpha"] == pytest.approx(1 - 14 / 30)
+
+
+def test_agreement_perfect_varying_raters_and_single_category() -> None:
+    perfect = analysis.agreement_scores(
+        analysis.item_counts(_annotations([["a", "a", "a"], ["b", "b"], ["c", "c", "c", "c"]]))
+    )
+    assert perfect["percent"] == 1 and perfect["alpha"] == pytest.approx(1)
+    assert perfect["kappa"] == pytest.approx(1)
+    single = analysis.agreement_scores(analysis.item_counts(_annotations([["a", "a"]])))
+    assert single["percent"] == 1 and math.isnan(single["alpha"])  # undefined, not 1 or 0
+    lonely = analysis.item_counts(_annotations([["a"], ["b"]]))
+    assert lonely.empty  # single annotations give no agreement
+
+
+def test_adjudication_queue_ties_and_low_agreement() -> None:
+    table = _annotations([["a", "b"], ["a", "a", "b"], ["a", "b", "c"], ["a", "a"]])
+    queue = analysis.adjudication_queue(table, min_agreement=0.7)
+    assert list(queue["example_id"]) == ["x2", "x0", "x1"]  # lowest top share first
+    assert list(analysis.adjudication_queue(table, min_agreement=0.5)["example_id"]) == ["x2", "x0"]
+    table.loc[table["task_id"] == 0, "label_now"] = "a"  # resolved: leaves the queue
+    assert "x0" not in set(analysis.adjudication_queue(table, 0.7)["example_id"])
+
+
+def test_simulation_savings_interpolates() -> None:
+    def curve(ys: list[float]) -> list[dict]:
+        return [
+            {"labels": 100 * (i + 1), "macro_f1": y, "worst_language_f1": y}
+            for i, y in enumerate(ys)
+        ]
+
+    results = {
+        "strategies": {
+            "random": {"curves": [curve([0.5, 0.6, 0.7]), curve([0.5, 0.6, 0.7])]},
+            "margin": {"curves": [curve([0.5, 0.8, 0.9])]},
+            "bad": {"curves": [curve([0.4, 0.5, 0.6])]},
+        }
+    }
+    savings = analysis.simulation_savings(results).set_index(["strategy", "metric"])
+    # margin reaches 0.7 between 100 (0.5) and 200 (0.8) labels: at 166.7 of random's 300.
+    assert savings.loc[("margin", "macro_f1"), "labels_needed"] == pytest.approx(500 / 3)
+    assert savings.loc[("margin", "macro_f1"), "savings"] == pytest.approx(1 - 500 / 900)
+    assert pd.isna(savings.loc[("bad", "macro_f1"), "savings"])
+    assert analysis.simulation_savings({"strategies": {"margin": {}}}).empty
+
+
+def test_run_summary_reads_training_runs_metrics_and_aliases() -> None:
+    record = {
+        "id": "r1",
+        "status": "finished",
+        "metrics": {
+            "trainable_parameters": 10,
+            "total_params": 1000,
+            "peak_memory_bytes": 2 * 2**20,
+            "wall_time_s": 12.5,
+            "gpu_seconds": 120,
+            "evaluations": [{"step": 5, "per_language": {"en": 0.5, "hi": 0.25}}],
+        },
+    }
+    summary = analysis.run_summary(record)
+    assert summary["trainable_params"] == 10 and summary["trainable_share"] == 0.01
+    assert summary["peak_memory_mb"] == 2 and summary["wall_seconds"] == 12.5
+    assert summary["gpu_minutes"] == 2
+    assert summary["per_language"] == {"en": 0.5, "hi": 0.25}  # from the last evaluation
+    assert summary["worst_language"] == "hi" and summary["mean_macro_f1"] == 0.375
+    assert (
+        analysis.run_summary({"id": "r2", "status": "running", "metrics": {}})["per_language"] == {}
+    )
+    gap = analysis.gap({"en": 0.8, "hi": 0.5, "de": 0.8})
+    assert gap["worst_language"] == "hi" and gap["gap_to_best"] == pytest.approx(0.3)
+    assert gap["gap_to_mean"] == pytest.approx(0.2)
+
+
+def test_confusion_frame_uses_label_order() -> None:
+    frame = analysis.confusion_frame({"en": [[3, 1], [0, 2]]}, ["neg", "pos"])
+    assert frame.to_dict("records")[1] == {
+        "language": "en",
+        "true_label": "neg",
+        "predicted_label": "pos",
+        "count": 1,
+    }
+
+
+def test_budget_caps_from_training_section() -> None:
+    assert analysis.budget_caps(Config())["gpu_minutes"] is None
+    config = config_from_dict({"training": {"budget": {"max_gpu_hours": 1.5}}})
+    caps = analysis.budget_caps(config)
+    assert caps["gpu_minutes"] == 90 and caps["gpu_key"] == "[training.budget] max_gpu_hours"
+
+
+def test_pca_projection_is_deterministic_and_keeps_structure() -> None:
+    rng = np.random.default_rng(0)
+    vectors = np.concatenate([rng.normal(0, 0.1, (50, 8)) + 3, rng.normal(0, 0.1, (50, 8))])
+    points, method = queries._project(vectors.astype(np.float32), "pca")
+    again, _ = queries._project(vectors.astype(np.float32), "pca")
+    assert method == "pca" and points.shape == (100, 2)
+    assert np.array_equal(points, again)
+    assert abs(points[:50, 0].mean() - points[50:, 0].mean()) > 5  # the two blobs separate
+    assert queries._project(np.zeros((1, 4), np.float32), "pca")[0].shape == (1, 2)

@@ -1,0 +1,418 @@
+"""Every dashboard page under `streamlit.testing.v1.AppTest`, against a fixture store built with
+the project's own ingest / embed-cache / select code (see fixture_store.py).
+
+The numbers the pages show are checked against independent reads of the store (plain SQL or
+`Store.status()`), and the empty, missing, older and locked store cases must show states, never
+an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from curation.store import Store
+from tests.dashboard.fixture_store import XSS_TEXT, build_store
+
+REPO = Path(__file__).resolve().parents[2]
+APP = str(REPO / "app.py")
+PAGES = ["pages/1_Selection.py", "pages/2_Labeling.py", "pages/3_Model.py", "pages/4_Quality.py"]
+TIMEOUT = 120  # a loaded 2-core CI machine; the app itself takes ~2 s cold
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return build_store(tmp_path_factory.mktemp("dashboard"))
+
+
+@pytest.fixture()
+def project(built: dict, monkeypatch: pytest.MonkeyPatch) -> dict:
+    monkeypatch.setenv("CURATE_CONFIG", str(built["config"]))
+    monkeypatch.delenv("CURATE_STORE", raising=False)
+    return built
+
+
+def run(page: str | None = None, at: AppTest | None = None) -> AppTest:
+    at = at or AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    if page is not None:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def charts(at: AppTest) -> int:
+    return len(at.get("vega_lite_chart"))
+
+
+def sql(store: Path, query: str, *args) -> list[tuple]:
+    with Store(store, read_only=True) as s:
+        return [tuple(r) for r in s.conn.execute(query, args).fetchall()]
+
+
+# -- pages against the fixture store -------------------------------------------------------------
+
+
+def test_overview_numbers_match_the_store(project: dict) -> None:
+    at = run()
+    shown = metrics(at)
+    assert shown["Pool size"] == str(project["pool"]) == "322"
+    assert shown["Labeled"] == str(project["labeled"])
+    assert shown["In Label Studio"] == str(project["in_label_studio"])
+    assert shown["Quarantined"] == str(project["quarantined"]) == "8"
+    assert shown["Exact duplicates linked"] == str(project["duplicates"]) == "4"
+    assert shown["Embedded"] == "322"
+    assert shown["Ever selected"] == "88"  # rounds of 40 and 48
+    assert shown["Languages"] == "8"
+    assert shown["Labels bought"] == str(
+        sql(project["store"], "SELECT COUNT(*) FROM labels WHERE source != 'import'")[0][0]
+    )
+    assert shown["Labels requested"] == "88"
+    assert shown["GPU minutes"] == "45.0"  # 0.25 h + 0.5 h recorded by two runs
+    table = at.dataframe[0].value.set_index("language")
+    for code, counts in project["per_language"].items():
+        assert table.loc[code, "pool"] == counts["examples"]
+        assert table.loc[code, "labeled"] == counts["labeled"]
+    assert table["quarantined"].sum() == 8
+    assert table.loc["xx-notalanguage", "quarantined"] == 1  # read from the rejected row
+    assert charts(at) == 2
+    assert not at.error
+    if project["nightly"] is not None:
+        assert shown["Status"] == "finished"
+        assert shown["Runs recorded"] == "1"
+        assert any("hi: fewer than 10 validation labels" in t.value for t in at.text)
+
+
+def test_selection_rounds_items_decision_and_map(project: dict) -> None:
+    at = run(PAGES[0])
+    first, second = project["rounds"]
+    shown = metrics(at)
+    assert shown["Rounds"] == "2"
+    assert shown["Examples selected"] == str(first["selected"] + second["selected"])
+    assert shown["Random control"] == str(first["control"] + second["control"])
+    assert shown["Latest round"] == "#2"
+    # The latest round's picks, with language, score and reason, in rank order.
+    items = at.dataframe[1].value
+    assert len(items) == second["selected"] == int(shown["Examples shown"])
+    assert list(items["rank"]) == list(range(1, len(items) + 1))
+    assert items["reason"].map(bool).all()
+    assert items.groupby("language").size().to_dict() == second["per_language"]
+    # The allocator's decision as stored: per-language counts and explanations.
+    assert shown["Method"] == "need" and shown["Budget"] == "48" and shown["Allocated"] == "48"
+    decision = at.dataframe[2].value.set_index("language")
+    for code, text in second["explanations"].items():
+        assert decision.loc[code, "explanation"] == text
+    assert charts(at) == 3  # rounds, allocation, map
+
+    at.selectbox(key="selection_round").select_index(1).run()  # round 1
+    items = at.dataframe[1].value
+    assert len(items) == 40 and metrics(at)["Method"] == "equal"
+    assert items["control"].sum() == first["control"] == 8
+    at.multiselect(key="selection_strategy").set_value(["margin"]).run()
+    options = at.selectbox(key="selection_round").options
+    assert len(options) == 1 and options[0].startswith("#1 · margin")
+    at.multiselect(key="selection_round_languages").set_value(["ar", "zh"]).run()
+    assert set(at.dataframe[1].value["language"]) == {"ar", "zh"}
+    assert metrics(at)["Examples shown"] == "10"
+
+
+def test_selection_map_marks_latest_picks(project: dict) -> None:
+    at = run(PAGES[0])
+    spec = json.loads(at.get("vega_lite_chart")[2].proto.spec)
+    assert spec["encoding"]["shape"]["field"] == "status"
+    assert any("322 embedded" in c.value for c in at.caption)
+
+
+def test_global_language_filter_survives_page_switches(project: dict) -> None:
+    at = run()
+    at.multiselect(key="language_filter").set_value(["hi"]).run()
+    assert metrics(at)["Pool size"] == str(project["per_language"]["hi"]["examples"])
+    at.switch_page(PAGES[0]).run()
+    assert at.multiselect(key="language_filter").value == ["hi"]
+    items = at.dataframe[1].value
+    assert set(items["language"]) == {"hi"}
+    assert metrics(at)["Examples selected"] == str(
+        project["rounds"][0]["per_language"]["hi"] + project["rounds"][1]["per_language"]["hi"]
+    )
+
+
+def _check_labeling(at: AppTest, project: dict, store: Path) -> dict[str, str]:
+    """What the Labeling page shows whatever the source of its per-language tables."""
+    shown = metrics(at)
+    expected = project["labelstudio"]
+    assert shown["Tasks pushed"] == str(expected["tasks"]) == "44"
+    assert shown["Annotated"] == "36"  # every 5th round task is not annotated yet
+    assert shown["Waiting"] == str(project["in_label_studio"])
+    assert shown["Waiting for adjudication"] == str(expected["queue"]) == "5"
+    assert shown["Annotators"] == "4"  # ana, ben, chen, and dee who only skipped
+    # Overall agreement, recomputed here from the raw annotations with a direct formula.
+    rows = sql(
+        store, "SELECT task_id, choice FROM annotations WHERE was_cancelled = 0 AND deleted = 0"
+    )
+    by_task: dict[int, list[str]] = {}
+    for task, choice in rows:
+        by_task.setdefault(task, []).append(choice)
+    overlap = [c for c in by_task.values() if len(c) >= 2]
+    percent = sum(
+        sum(a == b for i, a in enumerate(c) for j, b in enumerate(c) if i != j)
+        / (len(c) * (len(c) - 1))
+        for c in overlap
+    ) / len(overlap)
+    assert shown["Items with overlap"] == str(len(overlap))
+    assert shown["Percent agreement"] == f"{100 * percent:.1f}%"
+    annotators = at.dataframe[2].value.set_index("annotator")
+    assert annotators.loc["dee", "annotations"] == 0 and annotators.loc["dee", "skipped"] == 1
+    assert charts(at) == 2
+    return shown
+
+
+def test_labeling_reads_what_the_last_pull_stored(project: dict) -> None:
+    at = run(PAGES[1])
+    shown = _check_labeling(at, project, project["store"])
+    if not project["labelstudio"]["stored"]:
+        pytest.skip("this store has no agreement_stats / annotator_gold / adjudication_queue")
+    # The latest pull's rows, not the older one's.
+    latest = sql(
+        project["store"],
+        "SELECT language, krippendorff_alpha, fleiss_kappa, percent_agreement FROM "
+        "agreement_stats WHERE computed_at = (SELECT MAX(computed_at) FROM agreement_stats) "
+        "ORDER BY language",
+    )
+    table = at.dataframe[1].value
+    assert [tuple(r) for r in table[["language", "alpha", "kappa", "percent"]].to_numpy()] == [
+        tuple(r) for r in latest
+    ]
+    annotators = at.dataframe[2].value.set_index("annotator")
+    assert annotators.loc["ana", "gold_accuracy"] == 1.0
+    assert annotators.loc["ben", "gold_accuracy"] == 0.5
+    assert shown["Gold accuracy"] == "75.0%"  # 3 of 4 gold answers at the latest pull
+    queue = at.dataframe[3].value
+    assert len(queue) == project["labelstudio"]["queue"] and set(queue["reason"]) == {"tie"}
+    assert queue["votes"].str.contains(": 1").all()
+
+
+def test_labeling_computes_from_annotations_without_pull_tables(
+    built: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copytree(built["store"], tmp_path / "store")
+    conn = sqlite3.connect(tmp_path / "store" / "curate.db")
+    for table in ("agreement_stats", "annotator_gold", "adjudication_queue"):
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+    conn.commit()
+    conn.close()
+    monkeypatch.setenv("CURATE_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("CURATE_CONFIG", str(built["config"]))
+    at = run(PAGES[1])
+    shown = _check_labeling(at, built, tmp_path / "store")
+    gold = sql(
+        tmp_path / "store",
+        "SELECT a.choice = l.label FROM annotations a JOIN tasks t ON t.project_id = "
+        "a.project_id AND t.task_id = a.task_id JOIN labels l ON l.example_id = a.example_id "
+        "WHERE t.is_gold = 1 AND a.was_cancelled = 0",
+    )
+    assert shown["Gold accuracy"] == f"{100 * sum(g[0] for g in gold) / len(gold):.1f}%"
+    annotators = at.dataframe[2].value.set_index("annotator")
+    assert annotators.loc["ana", "gold_accuracy"] == 1.0
+    assert annotators.loc["ben", "gold_accuracy"] == 0.75
+    per_language = at.dataframe[1].value
+    assert per_language["items"].sum() == int(shown["Items with overlap"])
+    queue = at.dataframe[3].value
+    assert len(queue) == built["labelstudio"]["queue"]
+    assert (queue["top_share"] == 0.5).all()  # ana and ben split
+
+
+def test_model_curves_gap_confusion_costs_savings(project: dict) -> None:
+    at = run(PAGES[2])
+    shown = metrics(at)
+    best = project["training_runs"][-1]["metrics"]["best"]["per_language"]
+    worst = min(best, key=best.get)
+    assert shown["Worst language"] == worst == "hi"
+    assert shown["Worst-language macro-F1"] == f"{best[worst]:.3f}"
+    mean = sum(best.values()) / len(best)
+    assert shown["Gap to the mean"] == f"{mean - best[worst]:.3f}"
+    assert shown["Runs"] == "2"
+    assert shown["Trainable parameters (latest)"] == "147,462"
+    assert shown["Peak memory MB (latest)"] == "1012"
+    assert shown["Wall time s (latest)"] == "190"
+    assert shown["Best label saving vs random (macro-F1)"] == "33.3%"
+    # runs curve, (evaluations curve,) proxy curve, confusion, cost, simulation
+    assert charts(at) == 5 + project["evaluations"]
+    runs = at.dataframe[0].value
+    assert list(runs["trainable_params"]) == [73_731, 147_462]
+    # Strategy picks vs random control picks, on labels bought since (round_items + labels).
+    control = at.dataframe[-1].value
+    bought = sql(
+        project["store"],
+        "SELECT r.is_control, COUNT(*) FROM round_items r JOIN labels l ON l.example_id = "
+        "r.example_id WHERE l.source != 'import' AND r.predicted_label IS NOT NULL GROUP BY 1",
+    )
+    assert (control["strategy_labeled"].sum(), control["control_labeled"].sum()) == (
+        dict(bought)[0],
+        dict(bought)[1],
+    )
+
+
+def test_quality_quarantine_duplicates_detection(project: dict) -> None:
+    at = run(PAGES[3])
+    shown = metrics(at)
+    assert shown["Quarantined rows"] == "8"
+    assert shown["Texts seen more than once"] == "4"
+    assert shown["Clusters"] == "1" and shown["Examples in clusters"] == "3"  # planted
+    assert shown["Detected"] == str(project["detected"]) == "24"
+    assert shown["Given by the data"] == "298"
+    quarantine = at.dataframe[0].value
+    reasons = {r[0] for r in sql(project["store"], "SELECT reason FROM quarantine")}
+    assert set(quarantine["reason"]) == reasons
+    # A row holding markup is kept as the literal text, for a grid cell to show as text.
+    assert quarantine["raw"].str.contains("<script>alert('xss')</script>", regex=False).any()
+    near = at.dataframe[2].value
+    assert sorted(near["example_id"]) == ["de-0020", "en-0020", "fr-0020"]
+    assert charts(at) == 2
+
+
+def test_store_text_is_never_rendered_as_markup(project: dict) -> None:
+    """No data goes through Markdown/HTML: the XSS row only ever appears inside data cells."""
+    for page in [None, *PAGES]:
+        at = run(page)
+        for element in [*at.markdown, *at.caption, *at.title, *at.subheader, *at.info]:
+            assert "<script>" not in element.value
+    sources = [
+        REPO / "app.py",
+        *sorted((REPO / "pages").glob("*.py")),
+        *sorted((REPO / "dashboard").glob("*.py")),
+    ]
+    for path in sources:
+        text = path.read_text(encoding="utf-8")
+        for banned in ("unsafe_allow_html", "st.html(", "components.html", "components.v1"):
+            assert banned not in text, f"{path.name} uses {banned}"
+    assert XSS_TEXT.startswith("<script>")
+
+
+# -- store states: empty, missing, older schema, newer schema, locked, changed -----------------
+
+
+def test_empty_store_shows_empty_states(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Store(tmp_path / "store").close()
+    monkeypatch.setenv("CURATE_STORE", str(tmp_path / "store"))
+    at = run()
+    assert metrics(at)["Pool size"] == "0"
+    assert any("no examples yet" in i.value for i in at.info)
+    for page in PAGES:
+        at = run(page, at)
+        assert at.info, page  # each page says what is missing
+        assert not at.error, page
+
+
+def test_missing_store_says_how_to_make_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CURATE_STORE", str(tmp_path / "nowhere"))
+    at = run()
+    assert any("No store yet" in i.value for i in at.info)
+    assert not at.metric
+    for page in PAGES:
+        at = run(page, at)
+        assert any("No store yet" in i.value for i in at.info)
+    assert not (tmp_path / "nowhere").exists()  # a reader creates nothing
+
+
+def test_tables_not_there_yet_give_empty_states(
+    built: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store without the labeling/training tables (or with other columns) must not crash."""
+    shutil.copytree(built["store"], tmp_path / "store")
+    conn = sqlite3.connect(tmp_path / "store" / "curate.db")
+    for table in (
+        "annotations",
+        "tasks",
+        "training_runs",
+        "runs",
+        "run_steps",
+        "evaluations",
+        "duplicates",
+        "agreement_stats",
+        "annotator_gold",
+        "adjudication_queue",
+    ):
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+    conn.execute("ALTER TABLE round_items DROP COLUMN predicted_score")
+    conn.commit()
+    conn.close()
+    monkeypatch.setenv("CURATE_STORE", str(tmp_path / "store"))
+    at = run()
+    assert metrics(at)["Pool size"] == "322" and metrics(at)["In Label Studio"] == "0"
+    assert not at.error
+    for page in PAGES:
+        at = run(page, at)
+        assert not at.error, (page, [e.value for e in at.error])
+    assert any("Nothing pushed to Label Studio" in i.value for i in run(PAGES[1], at).info)
+
+
+def test_newer_schema_is_an_error_box_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Store(tmp_path / "store").close()
+    conn = sqlite3.connect(tmp_path / "store" / "curate.db")
+    conn.execute("INSERT INTO schema_version VALUES (99, '2030-01-01')")
+    conn.commit()
+    conn.close()
+    monkeypatch.setenv("CURATE_STORE", str(tmp_path / "store"))
+    at = run()
+    assert [e.value for e in at.error] == ["The store could not be opened read-only."]
+    assert any("schema version 99" in t.value for t in at.text)
+
+
+def test_reads_while_a_writer_holds_the_lock_and_sees_commits(
+    built: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copytree(built["store"], tmp_path / "store")
+    monkeypatch.setenv("CURATE_STORE", str(tmp_path / "store"))
+    writer = Store(tmp_path / "store")
+    try:
+        writer.conn.execute("BEGIN IMMEDIATE")  # a nightly job mid-transaction
+        writer.conn.execute(
+            "INSERT INTO quarantine (file, line, field, reason, raw, source, created_at) "
+            "VALUES ('late.jsonl', 1, 'text', 'empty text', NULL, 'job', '2026-11-03')"
+        )
+        at = run()  # must not wait for the writer nor fail with "database is locked"
+        assert metrics(at)["Quarantined"] == "8"  # the last committed state
+        writer.conn.execute("COMMIT")
+        at.run()  # the WAL changed: the cached reads are invalidated
+        assert metrics(at)["Quarantined"] == "9"
+    finally:
+        writer.close()
+
+
+# -- store resolution ----------------------------------------------------------------------------
+
+
+def test_store_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboard.source import fingerprint, resolve_source
+
+    (tmp_path / "curate.toml").write_text('[store]\npath = "from-config"\n')
+    monkeypatch.setenv("CURATE_CONFIG", str(tmp_path / "curate.toml"))
+    assert resolve_source([]).store_path == (tmp_path / "from-config").resolve()
+    monkeypatch.setenv("CURATE_STORE", str(tmp_path / "from-env"))
+    assert resolve_source([]).store_path == (tmp_path / "from-env").resolve()
+    source = resolve_source(["--store", str(tmp_path / "from-argv")])
+    assert source.store_path == (tmp_path / "from-argv").resolve()
+    assert source.origin == "--store"
+    monkeypatch.setenv("CURATE_CONFIG", str(tmp_path / "missing.toml"))
+    assert "config file not found" in resolve_source([]).config_error
+    assert fingerprint(tmp_path / "none.db") == (0, 0, 0, 0)
+
+
+def test_streamlit_config_is_local_and_private() -> None:
+    import tomllib
+
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1"
+    assert config["browser"]["gatherUsageStats"] is False

@@ -1,0 +1,83 @@
+"""Agreement measures against hand-computed and published values."""
+
+from __future__ import annotations
+
+import pytest
+
+from labeling.agreement import (
+    agreement_summary,
+    fleiss_kappa,
+    krippendorff_alpha_nominal,
+    percent_agreement,
+)
+
+# Three units, two coders: (a, a), (a, b), (b, b). By hand:
+#   coincidences o_aa = 2, o_ab = o_ba = 1, o_bb = 2; n_a = n_b = 3, n = 6
+#   alpha = 1 - (n - 1) * sum_{c!=k} o_ck / sum_{c!=k} n_c n_k = 1 - 5 * 2 / 18 = 4/9
+#   Fleiss: P_i = 1, 0, 1 -> P = 2/3; p_a = p_b = 1/2 -> Pe = 1/2; kappa = (2/3-1/2)/(1/2) = 1/3
+SMALL = [["a", "a"], ["a", "b"], ["b", "b"]]
+
+
+def test_small_example_by_hand() -> None:
+    assert krippendorff_alpha_nominal(SMALL) == pytest.approx(4 / 9)
+    assert fleiss_kappa(SMALL) == pytest.approx(1 / 3)
+    assert percent_agreement(SMALL) == pytest.approx(2 / 3)
+
+
+def test_krippendorff_published_example_with_missing_values() -> None:
+    # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability": 4 observers, 12 units,
+    # missing values (None); nominal alpha = 0.743.
+    observers = [
+        [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
+        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
+        [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
+        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None],
+    ]
+    units = [[v for v in unit if v is not None] for unit in zip(*observers, strict=True)]
+    assert krippendorff_alpha_nominal(units) == pytest.approx(0.743, abs=5e-4)
+
+
+def test_fleiss_published_example() -> None:
+    # Fleiss (1971) / the classic worked example: 10 subjects, 14 raters, 5 categories.
+    table = [
+        [0, 0, 0, 0, 14],
+        [0, 2, 6, 4, 2],
+        [0, 0, 3, 5, 6],
+        [0, 3, 9, 2, 0],
+        [2, 2, 8, 1, 1],
+        [7, 7, 0, 0, 0],
+        [3, 2, 6, 3, 0],
+        [2, 5, 3, 2, 2],
+        [6, 5, 2, 1, 0],
+        [0, 2, 2, 3, 7],
+    ]
+    units = [[category for category, n in enumerate(row) for _ in range(n)] for row in table]
+    assert fleiss_kappa(units) == pytest.approx(0.210, abs=5e-4)
+    assert percent_agreement(units) == pytest.approx(0.378, abs=5e-4)
+
+
+def test_perfect_and_chance_and_undefined() -> None:
+    assert krippendorff_alpha_nominal([["a", "a"], ["b", "b"]]) == pytest.approx(1.0)
+    # Systematic disagreement is below zero.
+    assert krippendorff_alpha_nominal([["a", "b"], ["b", "a"]]) < 0
+    # No variation at all: chance agreement is 1, alpha and kappa are undefined.
+    assert krippendorff_alpha_nominal([["a", "a"], ["a", "a"]]) is None
+    assert fleiss_kappa([["a", "a"], ["a", "a"]]) is None
+    assert percent_agreement([["a", "a"]]) == 1.0
+    # Single ratings carry no agreement information.
+    assert krippendorff_alpha_nominal([["a"], ["b"]]) is None
+    assert percent_agreement([["a"]]) is None
+
+
+def test_fleiss_needs_equal_rating_counts() -> None:
+    with pytest.raises(ValueError):
+        fleiss_kappa([["a", "a"], ["a", "b", "b"]])
+
+
+def test_summary_uses_units_with_two_values_and_the_common_size_for_kappa() -> None:
+    summary = agreement_summary([*SMALL, ["a"], ["a", "a", "b"]])
+    assert summary.units == 4 and summary.values == 9
+    assert summary.fleiss_kappa == pytest.approx(1 / 3)  # over the three 2-rating units
+    assert summary.krippendorff_alpha == pytest.approx(
+        krippendorff_alpha_nominal([*SMALL, ["a", "a", "b"]])
+    )
