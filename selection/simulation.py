@@ -270,6 +270,7 @@ def _query(
 def plot_curves(results: Mapping[str, Any], path: str | Path) -> Path:
     """Two panels (macro-F1 and worst-language F1 vs labels), one line per strategy (mean over
     seeds) with a min-max band. Writes a PNG (Agg canvas, no global backend change)."""
+    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -278,15 +279,24 @@ def plot_curves(results: Mapping[str, Any], path: str | Path) -> Path:
     axes = fig.subplots(1, 2)
     panels = [("macro_f1", "macro-F1"), ("worst_language_f1", "worst-language macro-F1")]
     full = results.get("full_pool", {})
+    palette = [tuple(c) for c in matplotlib.colormaps["tab20"].colors]  # 20 distinct colours
     for ax, (key, title) in zip(axes, panels, strict=True):
-        for name, res in results["strategies"].items():
+        for j, (name, res) in enumerate(results["strategies"].items()):
             curves = res["curves"]
             if not curves:
                 continue
             length = min(len(c) for c in curves)
             xs = np.mean([[p["labels"] for p in c[:length]] for c in curves], axis=0)
             ys = np.array([[p[key] for p in c[:length]] for c in curves])
-            (line,) = ax.plot(xs, ys.mean(axis=0), marker="o", markersize=3, label=name)
+            (line,) = ax.plot(
+                xs,
+                ys.mean(axis=0),
+                marker="o",
+                markersize=3,
+                label=name,
+                color=palette[(2 * j) % 20 + (2 * j) // 20 % 2],
+                linewidth=2.2 if name in ("default", "hybrid") else 1.2,
+            )
             ax.fill_between(xs, ys.min(axis=0), ys.max(axis=0), alpha=0.15, color=line.get_color())
         if key == "macro_f1" and "macro_f1" in full:
             ax.axhline(
