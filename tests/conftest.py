@@ -66,3 +66,24 @@ def write_config(folder: Path, text: str) -> Path:
     path = folder / "curate.toml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def run_cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """`curate ARGS` in process: (exit code, stdout, stderr)."""
+    from curation.cli import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return caught.value.code, out, err
+
+
+def run_cli_json(capsys: pytest.CaptureFixture, *args: str) -> dict:
+    """`curate ARGS --json`: must exit 0 and print exactly one JSON object."""
+    import json
+
+    code, out, err = run_cli(capsys, *args, "--json")
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 1, out
+    return json.loads(lines[0])

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from curation.cli import main
 from tests.conftest import SAMPLES, write_config
-
-
-def run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as caught:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return caught.value.code, out, err
-
-
-def run_json(capsys: pytest.CaptureFixture, *args: str) -> dict:
-    code, out, err = run(capsys, *args, "--json")
-    assert code == 0, err
-    lines = out.strip().splitlines()
-    assert len(lines) == 1, out  # exactly one JSON object on stdout
-    return json.loads(lines[0])
+from tests.conftest import run_cli as run  # noqa: E402
+from tests.conftest import run_cli_json as run_json  # noqa: E402
 
 
 @pytest.fixture()

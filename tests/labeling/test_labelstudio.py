@@ -16,7 +16,6 @@ import pytest
 
 import curation.cli_labeling  # noqa: F401  (registers push, pull, adjudicate)
 import labeling.client
-from curation.cli import main
 from curation.config import Config
 from curation.store import Store
 from labeling.client import LabelStudioClient, LabelStudioUnavailable
@@ -31,19 +30,8 @@ AR3 = "annotations_per_language = { ar = 3 }"
 LABELS = ("negative", "neutral", "positive")
 
 
-def run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as caught:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return caught.value.code, out, err
-
-
-def run_json(capsys: pytest.CaptureFixture, *args: str) -> dict:
-    code, out, err = run(capsys, *args, "--json")
-    assert code == 0, err
-    lines = out.strip().splitlines()
-    assert len(lines) == 1, out
-    return json.loads(lines[0])
+from tests.conftest import run_cli as run  # noqa: E402
+from tests.conftest import run_cli_json as run_json  # noqa: E402
 
 
 @pytest.fixture()

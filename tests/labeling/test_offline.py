@@ -9,24 +9,10 @@ from pathlib import Path
 import pytest
 
 import curation.cli_labeling  # noqa: F401  (registers push, pull, adjudicate)
-from curation.cli import main
 from curation.store import Store
+from tests.conftest import run_cli as run  # noqa: E402
+from tests.conftest import run_cli_json as run_json  # noqa: E402
 from tests.labeling.helpers import TEXTS, build_store, export_annotation, export_task
-
-
-def run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as caught:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return caught.value.code, out, err
-
-
-def run_json(capsys: pytest.CaptureFixture, *args: str) -> dict:
-    code, out, err = run(capsys, *args, "--json")
-    assert code == 0, err
-    lines = out.strip().splitlines()
-    assert len(lines) == 1, out
-    return json.loads(lines[0])
 
 
 @pytest.fixture()
