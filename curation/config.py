@@ -140,6 +140,9 @@ class SelectionConfig(_Section):
     # Share of each language's quota picked uniformly at random and flagged as control, so the
     # label savings against random can be measured on real annotations.
     control_share: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
+    # Where uncertainty comes from: "logistic" (retrained on the embeddings every round, in
+    # seconds) or "adapter" (the latest finished `curate train` run's predict_proba).
+    proxy: Literal["logistic", "adapter"] = "logistic"
     seed: int = 0
 
 

@@ -109,10 +109,13 @@ def select_round(store: Store, config: Config, request: SelectionRequest) -> dic
         )
     rng = np.random.default_rng(request.seed)
 
-    # The proxy: logistic regression on the labeled vectors (the seam for an adapter model).
+    # The proxy: logistic regression on the labeled vectors, or the trained adapter.
     proxy = None
     probs = None
-    if labeled.sum() >= 2 and len(label_names) >= 2:
+    if config.selection.proxy == "adapter":
+        proxy = AdapterProxy.latest(store)
+        probs = proxy.predict_pool(store, pool.ids[candidates].tolist())
+    elif labeled.sum() >= 2 and len(label_names) >= 2:
         proxy = LogisticProxy(label_names).fit(
             pool.vectors[labeled], pool.labels[labeled], ids=pool.ids[labeled].tolist()
         )
@@ -277,6 +280,36 @@ def select_round(store: Store, config: Config, request: SelectionRequest) -> dic
         "shortfall": request.budget - len(items),
         "skipped_near_duplicates": skipped,
     }
+
+
+class AdapterProxy:
+    """The latest finished adapter training run as the probability source for selection."""
+
+    def __init__(self, run_id: str, run_dir: Path, classes: list[str]) -> None:
+        self.run_dir = run_dir
+        self.classes_ = tuple(classes)
+        self.version = f"adapter:{run_id}"
+
+    def __repr__(self) -> str:
+        return f"AdapterProxy(version={self.version!r})"
+
+    @classmethod
+    def latest(cls, store: Store) -> AdapterProxy:
+        from training import runs
+
+        finished = [r for r in runs.list_runs(store) if r["status"] == "finished"]
+        if not finished:
+            raise InputError(
+                '[selection] proxy = "adapter" but no finished `curate train` run exists'
+            )
+        record = finished[-1]
+        return cls(record["id"], runs.run_dir(store, record["id"]), store.label_names())
+
+    def predict_pool(self, store: Store, example_ids: list[str]) -> np.ndarray:
+        from training.predict import predict_pool
+
+        _, probs = predict_pool(store, self.run_dir, example_ids=example_ids)
+        return probs
 
 
 def _top_up(allocation, request: SelectionRequest, pool_sizes: dict[str, int]):  # noqa: ANN001
