@@ -32,10 +32,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from curation.config import Config
 from curation.errors import CurateError, UnreadableFileError
 from curation.store import Store, utc_now
+
+if TYPE_CHECKING:
+    from curation.pool import PoolArrays
 
 STAGES = ("ingest", "embed", "pull", "curate", "train", "evaluate", "select", "push", "report")
 
@@ -68,6 +72,8 @@ class RunContext:
     progress: bool
     warnings: list[str] = field(default_factory=list)
     results: dict[str, StageResult] = field(default_factory=dict)
+    # The pool arrays, loaded once by evaluate and reused by select (nothing writes between).
+    pool: PoolArrays | None = None
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -215,17 +221,29 @@ def stage_curate(ctx: RunContext) -> StageResult:
 
 
 def stage_evaluate(ctx: RunContext) -> StageResult:
-    """Per-language macro-F1 of the retrained proxy (5-fold cross-validated), recorded."""
-    from curation.pipeline import evaluate_proxy
+    """Per-language macro-F1 of the retrained proxy (5-fold cross-validated), recorded.
 
-    result = evaluate_proxy(ctx.store, ctx.config)
+    An unchanged labeled set (same fingerprint as a stored evaluation) is not evaluated again:
+    the stored figures are reported and no duplicate point is recorded.
+    """
+    from curation.pipeline import evaluate_proxy
+    from curation.pool import load_pool
+
+    ctx.pool = load_pool(ctx.store, ctx.config)
+    result = evaluate_proxy(ctx.store, ctx.config, ctx.pool)
     if result is None:
         return StageResult("skipped", {}, "too few labels to evaluate")
+    if result["reused_evaluation"] is not None:
+        return StageResult(
+            "dry-run" if ctx.dry_run else "ok",
+            result,
+            f"labels unchanged since evaluation {result['reused_evaluation']}: not recomputed",
+        )
     if not ctx.dry_run:
         with ctx.store.transaction() as conn:
             conn.execute(
                 "INSERT INTO evaluations (created_at, run_id, model, labels, mean_macro_f1, "
-                "worst_language_f1, per_language) VALUES (?,?,?,?,?,?,?)",
+                "worst_language_f1, per_language, fingerprint) VALUES (?,?,?,?,?,?,?,?)",
                 (
                     utc_now(),
                     ctx.run_id,
@@ -234,6 +252,7 @@ def stage_evaluate(ctx: RunContext) -> StageResult:
                     result["mean_macro_f1"],
                     result["worst_language_f1"],
                     json.dumps(result["per_language"], sort_keys=True),
+                    result["fingerprint"],
                 ),
             )
     return StageResult("dry-run" if ctx.dry_run else "ok", result)
@@ -263,7 +282,7 @@ def stage_select(ctx: RunContext) -> StageResult:
         target_overrides=dict(ctx.config.run.queue_targets) or None,
     )
     try:
-        result = select_round(ctx.store, ctx.config, request)
+        result = select_round(ctx.store, ctx.config, request, pool=ctx.pool)
     except NoCandidatesError as exc:
         return StageResult("ok", counts, str(exc))
     counts.update(
@@ -271,6 +290,7 @@ def stage_select(ctx: RunContext) -> StageResult:
         round_id=result["round_id"],
         control=result["control"],
         per_language=result["per_language"],
+        proxy_model_version=result["proxy_model_version"],
     )
     return StageResult("ok", counts)
 

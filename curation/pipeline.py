@@ -78,15 +78,59 @@ def _cross_validated_f1(
     return scores
 
 
-def select_round(store: Store, config: Config, request: SelectionRequest) -> dict:
-    """Train the proxy, allocate per language, select, and store the round (`curate select`)."""
+PROXY_MODEL = "proxy:logistic-regression"
+
+
+def labels_fingerprint(pool: PoolArrays, config: Config, seed: int) -> str:
+    """A hash of what the proxy's cross-validated F1 depends on: labeled ids and their labels,
+    the embedding model and the seed. Equal fingerprints give equal F1, so it is computed once."""
+    from curation.embeddings import model_key
+
+    labeled = pool.labeled
+    ids = pool.ids[labeled]
+    labels = pool.labels[labeled]
+    digest = hashlib.sha256(f"{model_key(config.embedding)}\0{seed}\0".encode())
+    for i in np.argsort(ids, kind="stable"):
+        digest.update(f"{ids[i]}\t{labels[i]}\n".encode())
+    return digest.hexdigest()[:32]
+
+
+def _stored_evaluation(store: Store, fingerprint: str) -> dict | None:
+    row = store.conn.execute(
+        "SELECT id, labels, mean_macro_f1, worst_language_f1, per_language FROM evaluations "
+        "WHERE model = ? AND fingerprint = ? ORDER BY id DESC LIMIT 1",
+        (PROXY_MODEL, fingerprint),
+    ).fetchone()
+    if row is None:
+        return None
+    per_language = json.loads(row[4])
+    return {
+        "model": PROXY_MODEL,
+        "labels": int(row[1]),
+        "mean_macro_f1": row[2],
+        "worst_language_f1": row[3],
+        "worst_language": min(per_language, key=per_language.get),
+        "per_language": per_language,
+        "fingerprint": fingerprint,
+        "reused_evaluation": int(row[0]),
+    }
+
+
+def select_round(
+    store: Store, config: Config, request: SelectionRequest, *, pool: PoolArrays | None = None
+) -> dict:
+    """Train the proxy, allocate per language, select, and store the round (`curate select`).
+
+    ``pool``: the arrays of :func:`load_pool` when the caller has them already (the nightly job
+    loads them once for evaluate and select).
+    """
     from selection.allocation import allocate
     from selection.base import EmptyPoolError
     from selection.proxy import LogisticProxy
     from selection.registry import get_strategy
     from selection.uncertainty import margins
 
-    pool: PoolArrays = load_pool(store, config)
+    pool = load_pool(store, config) if pool is None else pool
     if len(pool) == 0:
         raise InputError("no embedded examples: run `curate ingest` and `curate embed` first")
     if pool.not_embedded:
@@ -109,37 +153,40 @@ def select_round(store: Store, config: Config, request: SelectionRequest) -> dic
         )
     rng = np.random.default_rng(request.seed)
 
-    # The proxy: logistic regression on the labeled vectors, or the trained adapter.
-    proxy = None
-    probs = None
-    if config.selection.proxy == "adapter":
-        proxy = AdapterProxy.latest(store)
-        probs = proxy.predict_pool(store, pool.ids[candidates].tolist())
-    elif labeled.sum() >= 2 and len(label_names) >= 2:
-        proxy = LogisticProxy(label_names).fit(
-            pool.vectors[labeled], pool.labels[labeled], ids=pool.ids[labeled].tolist()
-        )
-        if not proxy.degenerate_:
-            probs = proxy.predict_proba(pool.vectors[candidates])
-
     candidate_languages = pool.languages[candidates]
     pool_sizes = dict(Counter(candidate_languages.tolist()))
     labeled_counts = {
         language: int((pool.languages[labeled] == language).sum()) for language in pool_sizes
     }
     f1 = None
-    uncertainty = None
     if request.allocation == "need":
-        if labeled.sum() >= MIN_LABELS_FOR_F1:
-            f1 = _cross_validated_f1(
-                pool.vectors[labeled],
-                pool.labels[labeled],
-                pool.languages[labeled],
-                label_names,
-                request.seed,
+        # Reuses the stored evaluation of this very labeled set (the nightly evaluate stage
+        # has just computed it), else cross-validates now.
+        evaluation = evaluate_proxy(store, config, pool, seed=request.seed)
+        if evaluation is not None:
+            f1 = {k: v for k, v in evaluation["per_language"].items() if k in pool_sizes} or None
+
+    # The proxy: logistic regression on the labeled vectors, or the trained adapter. Fitted
+    # lazily: a queue already at its targets needs neither it nor its probabilities.
+    proxy = None
+    probs = None
+
+    def fit_proxy() -> None:
+        nonlocal proxy, probs
+        if config.selection.proxy == "adapter":
+            proxy = AdapterProxy.latest(store)
+            probs = proxy.predict_pool(store, pool.ids[candidates].tolist())
+        elif labeled.sum() >= 2 and len(label_names) >= 2:
+            proxy = LogisticProxy(label_names).fit(
+                pool.vectors[labeled], pool.labels[labeled], ids=pool.ids[labeled].tolist()
             )
-            f1 = {k: v for k, v in f1.items() if k in pool_sizes} or None
-        if f1 is None and probs is not None:
+            if not proxy.degenerate_:
+                probs = proxy.predict_proba(pool.vectors[candidates])
+
+    uncertainty = None
+    if request.allocation == "need" and f1 is None:
+        fit_proxy()
+        if probs is not None:
             margin_uncertainty = 1.0 - margins(probs)
             uncertainty = {
                 language: float(margin_uncertainty[candidate_languages == language].mean())
@@ -163,6 +210,8 @@ def select_round(store: Store, config: Config, request: SelectionRequest) -> dic
     )
     if request.pending is not None:
         allocation = _top_up(allocation, request, pool_sizes)
+    if proxy is None and allocation.total > 0:
+        fit_proxy()
     candidate_index = np.flatnonzero(candidates)
     candidate_position = np.cumsum(candidates) - 1  # pool row -> row of `probs`
     chosen_vectors = [pool.vectors[labeled]]
@@ -486,27 +535,40 @@ def pending_per_language(store: Store) -> dict[str, int]:
     return {row[0]: int(row[1]) for row in rows}
 
 
-def evaluate_proxy(store: Store, config: Config) -> dict | None:
-    """Cross-validated per-language macro-F1 of the logistic-regression proxy on all labels."""
-    pool = load_pool(store, config)
+def evaluate_proxy(
+    store: Store, config: Config, pool: PoolArrays | None = None, *, seed: int | None = None
+) -> dict | None:
+    """Cross-validated per-language macro-F1 of the logistic-regression proxy on all labels.
+
+    When an evaluation of the same labeled set (same fingerprint) is already stored, it is
+    returned with ``reused_evaluation`` = its id instead of being computed again.
+    """
+    pool = load_pool(store, config) if pool is None else pool
     labeled = pool.labeled
     if labeled.sum() < MIN_LABELS_FOR_F1:
         return None
+    seed = config.selection.seed if seed is None else seed
+    fingerprint = labels_fingerprint(pool, config, seed)
+    stored = _stored_evaluation(store, fingerprint)
+    if stored is not None:
+        return stored
     per_language = _cross_validated_f1(
         pool.vectors[labeled],
         pool.labels[labeled],
         pool.languages[labeled],
         store.label_names(),
-        config.selection.seed,
+        seed,
     )
     if not per_language:
         return None
     values = list(per_language.values())
     return {
-        "model": "proxy:logistic-regression",
+        "model": PROXY_MODEL,
         "labels": int(labeled.sum()),
         "mean_macro_f1": round(sum(values) / len(values), 4),
         "worst_language_f1": round(min(values), 4),
         "worst_language": min(per_language, key=per_language.get),
         "per_language": {k: round(v, 4) for k, v in sorted(per_language.items())},
+        "fingerprint": fingerprint,
+        "reused_evaluation": None,
     }

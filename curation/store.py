@@ -289,6 +289,12 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (computed_at, annotator, language)
     );
     """,
+    # version 4: evaluations.fingerprint: a hash of the labeled set (ids and labels), the
+    # embedding model and the seed an evaluation was computed on, so a run whose labels did not
+    # change reuses it instead of cross-validating again.
+    """
+    ALTER TABLE evaluations ADD COLUMN fingerprint TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -86,7 +86,7 @@ def state(cwd: Path) -> dict:
             "versions": one("SELECT COUNT(*) FROM dataset_versions"),
             "selected": one("SELECT COUNT(*) FROM round_items"),
             "distinct_selected": one("SELECT COUNT(DISTINCT example_id) FROM round_items"),
-            "evaluations": one("SELECT COUNT(*) FROM evaluations") > 0,
+            "evaluations": one("SELECT COUNT(*) FROM evaluations"),
             "tasks": one("SELECT COUNT(*) FROM tasks"),
         }
     finally:
@@ -101,7 +101,8 @@ EXPECTED = {
     "versions": 1,
     "selected": 30,
     "distinct_selected": 30,
-    "evaluations": True,
+    # One: later runs over the same labels reuse it (same fingerprint), never record it twice.
+    "evaluations": 1,
     "tasks": 30,
 }
 
@@ -117,6 +118,9 @@ def test_two_runs_in_a_row_the_second_does_nothing(project: Path) -> None:
     assert stages["curate"]["counts"]["version"] == 1 and stages["curate"]["counts"]["written"]
     assert stages["select"]["counts"]["selected"] == 30
     assert stages["select"]["counts"]["per_language"] == {"en": 10, "es": 10, "fr": 10}
+    assert len(stages["select"]["counts"]["proxy_model_version"]) == 16  # the proxy was fitted
+    assert stages["evaluate"]["counts"]["labels"] == 60
+    assert stages["evaluate"]["counts"]["reused_evaluation"] is None
     assert stages["pull"]["status"] == "skipped"  # no server: a warning
     # ... and push writes Label Studio's import file instead, recording the tasks as pushed.
     assert stages["push"]["status"] == "ok" and stages["push"]["counts"]["pushed"] == 30
@@ -130,6 +134,16 @@ def test_two_runs_in_a_row_the_second_does_nothing(project: Path) -> None:
     assert counts["embed"]["embedded"] == 0
     assert counts["curate"]["written"] is False
     assert counts["select"]["selected"] == 0 and counts["select"]["pending_before"] == 30
+    # The same labels: the stored evaluation is reused, and a full queue needs no proxy at all.
+    assert counts["evaluate"]["reused_evaluation"] == 1
+    assert (
+        second["stages"]["evaluate"]["message"]
+        == "labels unchanged since evaluation 1: not recomputed"
+    )
+    assert (
+        counts["evaluate"]["per_language"] == first["stages"]["evaluate"]["counts"]["per_language"]
+    )
+    assert counts["select"]["proxy_model_version"] is None
     assert counts["push"]["pushed"] == 0 and counts["push"]["rounds"] == 0
     assert state(project) == EXPECTED
     report = (project / "curation-data" / "nightly" / second["run_id"] / "report.md").read_text()

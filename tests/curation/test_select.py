@@ -129,3 +129,42 @@ def test_unknown_strategy_is_bad_input(project: Path, capsys) -> None:
     assert caught.value.code == 2
     err = capsys.readouterr().err
     assert "unknown selection strategy 'psychic'" in err and "margin" in err
+
+
+def test_need_allocation_reuses_a_stored_evaluation_of_the_same_labels(
+    project: Path, capsys, monkeypatch
+) -> None:
+    import curation.pipeline as pipeline
+
+    config = load_config(project / "curate.toml")
+    with Store(config.store.path) as store:
+        pool = pipeline.load_pool(store, config)
+        evaluation = pipeline.evaluate_proxy(store, config, pool)
+        assert evaluation["reused_evaluation"] is None and evaluation["labels"] == 90
+        fingerprint = evaluation["fingerprint"]
+        # Different seed or one changed label: a different labeled-set fingerprint.
+        assert pipeline.labels_fingerprint(pool, config, 8) != fingerprint
+        relabeled = pipeline.PoolArrays(**{**pool.__dict__, "labels": pool.labels.copy()})
+        relabeled.labels[0] = "positive" if relabeled.labels[0] != "positive" else "neutral"
+        assert pipeline.labels_fingerprint(relabeled, config, 7) != fingerprint
+        # A stored evaluation with made-up figures: `need` must allocate from those, not CV.
+        made_up = {"en": 0.9, "es": 0.8, "hi": 0.1}
+        with store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO evaluations (created_at, model, labels, per_language, fingerprint) "
+                "VALUES ('2026-01-01', ?, 90, ?, ?)",
+                (pipeline.PROXY_MODEL, json.dumps(made_up), fingerprint),
+            )
+
+    def no_cross_validation(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("cross-validated although a stored evaluation matches")
+
+    monkeypatch.setattr(pipeline, "_cross_validated_f1", no_cross_validation)
+    need = run_json(capsys, "select", "--budget", "30", "--allocation", "need")
+    with Store(project / "store") as store:
+        (decision,) = store.conn.execute(
+            "SELECT allocation_decision FROM selection_rounds WHERE id = ?", (need["round_id"],)
+        ).fetchone()
+    assert json.loads(decision)["validation_f1"] == made_up
+    # The weakest language (hi, 0.1) gets the largest share.
+    assert max(need["per_language"], key=need["per_language"].get) == "hi"
