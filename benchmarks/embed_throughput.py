@@ -10,7 +10,9 @@ Part 2 (memory, optional --pool-rows): a synthetic pool of that many distinct ro
 tweets is ingested and embedded by the `curate` CLI in child processes; the peak RSS of each child
 is read from getrusage.
 
-    python benchmarks/embed_throughput.py --texts 8000 --repeats 2 --pool-rows 200000
+    python benchmarks/embed_throughput.py --texts 3000 --repeats 3
+    python benchmarks/embed_throughput.py --texts 0 --pool-rows 200000 \
+        --output benchmarks/results/embed_pool_200000.json
 """
 
 from __future__ import annotations
@@ -130,7 +132,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--pool-rows", type=int, default=0, help="0 skips the memory part")
+    parser.add_argument(
+        "--output", type=Path, default=RESULTS / "embed_throughput.json", help="results JSON"
+    )
     args = parser.parse_args()
+    if args.texts < 1 and args.pool_rows < 1:
+        parser.error("nothing to do: --texts 0 skips throughput, --pool-rows 0 skips memory")
     RESULTS.mkdir(parents=True, exist_ok=True)
     report: dict = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -143,7 +150,7 @@ def main() -> None:
         texts_path = tmp_path / "texts.json"
         texts_path.write_text(json.dumps(distinct_texts(args.texts), ensure_ascii=False))
         plain, ours = [], []
-        for repeat in range(args.repeats):
+        for repeat in range(args.repeats if args.texts > 0 else 0):
             plain.append(run_child("plain", texts_path, tmp_path / f"p{repeat}", args.batch_size))
             ours.append(run_child("curate", texts_path, tmp_path / f"c{repeat}", args.batch_size))
             print(
@@ -151,14 +158,15 @@ def main() -> None:
                 f"curate embed {ours[-1]['rate']:.1f}/s",
                 file=sys.stderr,
             )
-        plain_rate = statistics.median(r["rate"] for r in plain)
-        ours_rate = statistics.median(r["rate"] for r in ours)
-        report["throughput"] = {
-            "plain_encode_texts_per_s": round(plain_rate, 1),
-            "curate_embed_texts_per_s": round(ours_rate, 1),
-            "ratio": round(ours_rate / plain_rate, 3),
-            "runs": {"plain": plain, "curate": ours},
-        }
+        if plain:
+            plain_rate = statistics.median(r["rate"] for r in plain)
+            ours_rate = statistics.median(r["rate"] for r in ours)
+            report["throughput"] = {
+                "plain_encode_texts_per_s": round(plain_rate, 1),
+                "curate_embed_texts_per_s": round(ours_rate, 1),
+                "ratio": round(ours_rate / plain_rate, 3),
+                "runs": {"plain": plain, "curate": ours},
+            }
         if args.pool_rows:
             pool = tmp_path / "pool.jsonl"
             with open(pool, "w", encoding="utf-8") as handle:
@@ -180,13 +188,15 @@ def main() -> None:
                 memory[name] = {"seconds": round(seconds, 1), "peak_rss_mb": round(peak, 1)}
                 print(f"{name}: {seconds:.1f} s, peak RSS {peak:.0f} MiB", file=sys.stderr)
             report["pool"] = {"rows": args.pool_rows, "stages": memory}
-    out = RESULTS / "embed_throughput.json"
+    out = args.output
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
-    t = report["throughput"]
-    print(
-        f"plain encode {t['plain_encode_texts_per_s']}/s | curate embed "
-        f"{t['curate_embed_texts_per_s']}/s | ratio {t['ratio']}"
-    )
+    if "throughput" in report:
+        t = report["throughput"]
+        print(
+            f"plain encode {t['plain_encode_texts_per_s']}/s | curate embed "
+            f"{t['curate_embed_texts_per_s']}/s | ratio {t['ratio']}"
+        )
     if "pool" in report:
         for name, values in report["pool"]["stages"].items():
             print(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import altair as alt
 import streamlit as st
 
@@ -146,12 +148,9 @@ if ctx.ready:
     with dui.section(
         "Map of the pool", sources=["embeddings", "vectors/", "labels", "round_items"]
     ):
-        try:
-            import umap  # noqa: F401
-
-            methods = ["PCA", "UMAP"]
-        except ImportError:
-            methods = ["PCA"]
+        # find_spec, not import: importing umap (numba) costs seconds the page need not pay
+        # until someone picks it.
+        methods = ["PCA", "UMAP"] if importlib.util.find_spec("umap") is not None else ["PCA"]
         method = st.radio(
             "Projection",
             methods,

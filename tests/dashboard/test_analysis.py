@@ -142,3 +142,16 @@ def test_pca_projection_is_deterministic_and_keeps_structure() -> None:
     assert np.array_equal(points, again)
     assert abs(points[:50, 0].mean() - points[50:, 0].mean()) > 5  # the two blobs separate
     assert queries._project(np.zeros((1, 4), np.float32), "pca")[0].shape == (1, 2)
+
+
+@pytest.mark.slow
+def test_umap_projection_keeps_separate_blobs_apart() -> None:
+    rng = np.random.default_rng(0)
+    vectors = np.concatenate([rng.normal(0, 0.1, (60, 8)) + 3, rng.normal(0, 0.1, (60, 8))])
+    points, method = queries._project(vectors.astype(np.float32), "umap")
+    assert method == "umap" and points.shape == (120, 2) and np.isfinite(points).all()
+    a, b = points[:60], points[60:]
+    # Every point is nearer its own blob's centre than the other blob's.
+    to_a = np.linalg.norm(points - a.mean(axis=0), axis=1)
+    to_b = np.linalg.norm(points - b.mean(axis=0), axis=1)
+    assert (to_a[:60] < to_b[:60]).all() and (to_b[60:] < to_a[60:]).all()

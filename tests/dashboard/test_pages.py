@@ -131,6 +131,20 @@ def test_selection_map_marks_latest_picks(project: dict) -> None:
     assert any("322 embedded" in c.value for c in at.caption)
 
 
+@pytest.mark.slow
+def test_selection_map_switches_to_umap(project: dict) -> None:
+    # umap-learn is a dev dependency, so the UMAP branch runs here, not only PCA.
+    at = run(PAGES[0])
+    radio = at.radio(key="selection_map_method")
+    assert radio.options == ["PCA", "UMAP"] and radio.value == "PCA"
+    radio.set_value("UMAP").run(timeout=180)
+    assert not at.exception
+    captions = [c.value for c in at.caption if "points (" in c.value]
+    assert len(captions) == 1 and captions[0].startswith("UMAP of 322 points")
+    spec = json.loads(at.get("vega_lite_chart")[2].proto.spec)
+    assert spec["encoding"]["shape"]["field"] == "status"
+
+
 def test_global_language_filter_survives_page_switches(project: dict) -> None:
     at = run()
     at.multiselect(key="language_filter").set_value(["hi"]).run()
