@@ -1,10 +1,11 @@
 """Numbers derived from query results: agreement, annotator stats, the adjudication queue,
 training-run metrics, learning curves and label savings. Plain pandas/NumPy, no Streamlit.
 
-Agreement (per language, over items with at least two valid annotations):
+Agreement (per language, over items with at least two valid annotations; computed by
+`labeling.agreement`, the same code that writes `agreement_stats` at each pull):
 
 * percent agreement: the mean, over items, of the share of annotator pairs that chose the same;
-* Fleiss' kappa, in its form for a varying number of raters per item;
+* Fleiss' kappa, over the items with the most common number of raters;
 * Krippendorff's alpha for nominal data (any number of raters, missing ratings allowed).
 """
 
@@ -35,42 +36,28 @@ def item_counts(annotations: pd.DataFrame) -> pd.DataFrame:
 
 
 def agreement_scores(counts: pd.DataFrame) -> dict[str, float | int]:
-    """Percent agreement, Fleiss' kappa and Krippendorff's alpha from (item, choice, n) rows."""
-    if counts.empty:
-        return {
-            "items": 0,
-            "annotations": 0,
-            "percent": math.nan,
-            "kappa": math.nan,
-            "alpha": math.nan,
-        }
-    matrix = counts.pivot_table(
-        index=ITEM, columns="choice", values="n", aggfunc="sum", fill_value=0
-    ).to_numpy(dtype=np.float64)
-    m = matrix.sum(axis=1)  # ratings per item (>= 2)
-    total = m.sum()
-    pairs_agree = (matrix * (matrix - 1)).sum(axis=1)
-    p_item = pairs_agree / (m * (m - 1))
-    percent = float(p_item.mean())
-    # Fleiss' kappa, varying raters per item.
-    p_category = matrix.sum(axis=0) / total
-    p_expected = float((p_category**2).sum())
-    kappa = (percent - p_expected) / (1 - p_expected) if p_expected < 1 else math.nan
-    # Krippendorff's alpha (nominal): coincidences o_ck = sum_u n_uc * n_uk / (m_u - 1).
-    weights = 1.0 / (m - 1)
-    coincidence = np.einsum("u,uc,uk->ck", weights, matrix, matrix)
-    coincidence -= np.diag((matrix * weights[:, None]).sum(axis=0))  # remove self-pairs
-    n_c = coincidence.sum(axis=1)
-    n = n_c.sum()
-    observed = coincidence.sum() - np.trace(coincidence)
-    expected = (n_c.sum() ** 2 - (n_c**2).sum()) / (n - 1) if n > 1 else 0.0
-    alpha = 1.0 - observed / expected if expected > 0 else math.nan
+    """Percent agreement, Fleiss' kappa and Krippendorff's alpha from (item, choice, n) rows.
+
+    Computed by `labeling.agreement` -- the code that fills `agreement_stats` at every pull --
+    so the dashboard never shows a second, differently defined kappa.
+    """
+    from labeling.agreement import agreement_summary
+
+    units = [
+        [choice for choice, n in zip(group["choice"], group["n"], strict=True) for _ in range(n)]
+        for _, group in counts.groupby(ITEM, sort=False)
+    ]
+    summary = agreement_summary(units)
+
+    def value(x: float | None) -> float:
+        return math.nan if x is None else float(x)
+
     return {
-        "items": int(len(matrix)),
-        "annotations": int(total),
-        "percent": percent,
-        "kappa": float(kappa),
-        "alpha": float(alpha),
+        "items": summary.units,
+        "annotations": summary.values,
+        "percent": value(summary.percent_agreement),
+        "kappa": value(summary.fleiss_kappa),
+        "alpha": value(summary.krippendorff_alpha),
     }
 
 

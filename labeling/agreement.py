@@ -8,8 +8,8 @@ than two values carry no information about agreement and are left out.
   it is the headline figure: 1 = perfect agreement, 0 = chance level, < 0 = systematic
   disagreement. Computed from the coincidence matrix (Krippendorff 2011, "Computing Krippendorff's
   Alpha-Reliability"): alpha = 1 - (n - 1) * sum_{c!=k} o_ck / sum_{c!=k} n_c * n_k.
-- Fleiss' kappa assumes every unit got the same number of ratings; `fleiss_kappa` raises
-  otherwise, and `agreement_summary` computes it over the units with the most common count.
+- Fleiss' kappa, in the usual generalisation to a varying number of ratings per unit (chance
+  from the pooled category shares); with equal counts it is Fleiss (1971) exactly.
 - Percent agreement is the share of agreeing annotator pairs within a unit, averaged over units
   (Fleiss' P-bar): easy to explain, but not corrected for chance.
 
@@ -48,25 +48,25 @@ def krippendorff_alpha_nominal(units: Sequence[Sequence[Hashable]]) -> float | N
 
 
 def fleiss_kappa(units: Sequence[Sequence[Hashable]]) -> float | None:
-    """Fleiss' kappa; every unit must have the same number (>= 2) of ratings."""
-    counts = [Counter(unit) for unit in units]
+    """Fleiss' kappa, in its form for a varying number (>= 2) of ratings per unit.
+
+    P_i = agreeing ordered pairs / all ordered pairs of unit i; P = mean P_i; chance P_e =
+    sum_c p_c^2 with p_c the share of all ratings in category c. With the same number of
+    ratings everywhere this is Fleiss (1971) exactly. Units with fewer than two ratings are
+    left out.
+    """
+    counts = _pairable(units)
     if not counts:
         return None
-    raters = {sum(unit.values()) for unit in counts}
-    if len(raters) != 1:
-        raise ValueError(f"Fleiss' kappa needs the same number of ratings per unit, got {raters}")
-    n = raters.pop()
-    if n < 2:
-        raise ValueError("Fleiss' kappa needs at least 2 ratings per unit")
-    units_count = len(counts)
-    per_unit = [
-        (sum(c * c for c in unit.values()) - n) / (n * (n - 1)) for unit in counts
-    ]  # P_i: agreeing pairs / all pairs in unit i
-    observed = sum(per_unit) / units_count
+    per_unit = []
     category_totals: Counter = Counter()
     for unit in counts:
+        m = sum(unit.values())
+        per_unit.append(sum(c * (c - 1) for c in unit.values()) / (m * (m - 1)))
         category_totals.update(unit)
-    chance = sum((total / (units_count * n)) ** 2 for total in category_totals.values())
+    observed = sum(per_unit) / len(per_unit)
+    ratings = sum(category_totals.values())
+    chance = sum((total / ratings) ** 2 for total in category_totals.values())
     if chance == 1.0:
         return None
     return (observed - chance) / (1.0 - chance)
@@ -89,7 +89,7 @@ class AgreementSummary:
     units: int  # units with at least two values
     values: int  # values in those units
     krippendorff_alpha: float | None
-    fleiss_kappa: float | None  # over the units with the most common number of values
+    fleiss_kappa: float | None
     percent_agreement: float | None
 
     def to_dict(self) -> dict:
@@ -105,16 +105,10 @@ class AgreementSummary:
 def agreement_summary(units: Sequence[Sequence[Hashable]]) -> AgreementSummary:
     """All three measures at once, over the units with at least two values."""
     pairable = [list(unit) for unit in units if len(unit) >= 2]
-    kappa = None
-    if pairable:
-        sizes = Counter(len(unit) for unit in pairable)
-        # Most common size; ties go to the larger size (more ratings per unit).
-        size = max(sizes, key=lambda s: (sizes[s], s))
-        kappa = fleiss_kappa([unit for unit in pairable if len(unit) == size])
     return AgreementSummary(
         units=len(pairable),
         values=sum(len(unit) for unit in pairable),
         krippendorff_alpha=krippendorff_alpha_nominal(pairable),
-        fleiss_kappa=kappa,
+        fleiss_kappa=fleiss_kappa(pairable),
         percent_agreement=percent_agreement(pairable),
     )

@@ -69,15 +69,19 @@ def test_perfect_and_chance_and_undefined() -> None:
     assert percent_agreement([["a"]]) is None
 
 
-def test_fleiss_needs_equal_rating_counts() -> None:
-    with pytest.raises(ValueError):
-        fleiss_kappa([["a", "a"], ["a", "b", "b"]])
+def test_fleiss_with_a_varying_number_of_ratings_by_hand() -> None:
+    # (a, a) and (a, b, b): P_i = 1 and 2/6 -> P = 2/3; p_a = 3/5, p_b = 2/5 -> Pe = 13/25;
+    # kappa = (2/3 - 13/25) / (12/25) = 11/36.
+    assert fleiss_kappa([["a", "a"], ["a", "b", "b"]]) == pytest.approx(11 / 36)
+    # Perfect agreement stays 1 whatever the number of ratings per unit.
+    assert fleiss_kappa([["a"] * 3, ["b"] * 2, ["c"] * 4]) == pytest.approx(1.0)
 
 
-def test_summary_uses_units_with_two_values_and_the_common_size_for_kappa() -> None:
+def test_summary_uses_units_with_two_values() -> None:
     summary = agreement_summary([*SMALL, ["a"], ["a", "a", "b"]])
     assert summary.units == 4 and summary.values == 9
-    assert summary.fleiss_kappa == pytest.approx(1 / 3)  # over the three 2-rating units
+    # P = (1 + 0 + 1 + 1/3) / 4 = 7/12; p_a = 5/9, p_b = 4/9 -> Pe = 41/81; kappa = 5/32.
+    assert summary.fleiss_kappa == pytest.approx(5 / 32)
     assert summary.krippendorff_alpha == pytest.approx(
         krippendorff_alpha_nominal([*SMALL, ["a", "a", "b"]])
     )
