@@ -158,7 +158,10 @@ def test_missing_input(name: str) -> None:
     kw = _inputs()
     ids = kw.pop("ids")
     if not strategy.requires and name != "hybrid":
-        pytest.skip("needs nothing")
+        # Needs nothing (random): works with neither probabilities nor embeddings.
+        chosen = strategy.select(ids, 5, rng=np.random.default_rng(0), probs=None)
+        assert len(chosen) == 5 and set(chosen.ids) <= set(ids)
+        return
     without = {} if name == "hybrid" else {k: None for k in strategy.requires}
     kw.update(without)
     if name == "hybrid":
