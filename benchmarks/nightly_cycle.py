@@ -9,6 +9,7 @@ are dropped into the inbox and `curate run` is timed: it must ingest and embed o
 right after must do nothing.
 
     python benchmarks/nightly_cycle.py --pool 200000 --new 5000 --labeled 2000
+    python benchmarks/nightly_cycle.py --pool 1000000 --new 0   # selection only: time + memory
 """
 
 from __future__ import annotations
@@ -109,10 +110,11 @@ def main() -> None:
                 vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
                 cache.add(part, vectors)
         report["setup_seconds"] = round(time.perf_counter() - started, 1)
-        with open(root / "inbox" / "new.jsonl", "w", encoding="utf-8") as handle:
-            for row in rows(base, args.pool, args.new, "n"):
-                row.pop("label")
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        if args.new:  # --new 0: no inbox file, the run only evaluates and selects
+            with open(root / "inbox" / "new.jsonl", "w", encoding="utf-8") as handle:
+                for row in rows(base, args.pool, args.new, "n"):
+                    row.pop("label")
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         for name in ("first", "second"):
             peak_file = root / "peak.txt"
             started = time.perf_counter()
@@ -157,7 +159,7 @@ def main() -> None:
             for stage, values in report[f"{name}_run"]["stages"].items():
                 print(f"  {stage:9s} {values}", file=sys.stderr)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"nightly_cycle_{args.pool}.json"
+    out = RESULTS / (f"nightly_cycle_{args.pool}" + ("" if args.new else "_no_new") + ".json")
     out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 

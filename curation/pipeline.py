@@ -181,7 +181,7 @@ def select_round(
                 pool.vectors[labeled], pool.labels[labeled], ids=pool.ids[labeled].tolist()
             )
             if not proxy.degenerate_:
-                probs = proxy.predict_proba(pool.vectors[candidates])
+                probs = _predict_rows(proxy, pool.vectors, np.flatnonzero(candidates))
 
     uncertainty = None
     if request.allocation == "need" and f1 is None:
@@ -329,6 +329,18 @@ def select_round(
         "shortfall": request.budget - len(items),
         "skipped_near_duplicates": skipped,
     }
+
+
+def _predict_rows(proxy, vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    """``proxy.predict_proba(vectors[rows])`` without gathering all rows at once (a 1M-row
+    pool would need a second 1.5 GiB copy of its vectors)."""
+    from selection.proxy import PREDICT_CHUNK
+
+    out = np.empty((len(rows), len(proxy.classes_)), dtype=np.float64)
+    for start in range(0, len(rows), PREDICT_CHUNK):
+        chunk = rows[start : start + PREDICT_CHUNK]
+        out[start : start + len(chunk)] = proxy.predict_proba(vectors[chunk])
+    return out
 
 
 class AdapterProxy:

@@ -16,6 +16,9 @@ import numpy as np
 
 __all__ = ["LogisticProxy", "ProbabilityModel"]
 
+#: Rows per scikit-learn call in ``predict_proba`` (bounds its float64 temporaries to ~200 MB).
+PREDICT_CHUNK = 65_536
+
 
 @runtime_checkable
 class ProbabilityModel(Protocol):
@@ -139,7 +142,11 @@ class LogisticProxy:
         if self.degenerate_ or self._model is None:
             out[:] = 1.0 / len(self.labels)
             return out
-        out[:, self._present] = self._model.predict_proba(X)
+        # In chunks: scikit-learn multiplies float32 rows by float64 weights, which upcasts a
+        # whole (n, d) copy to float64 -- 3 GiB for a 1M x 384 pool.
+        for start in range(0, X.shape[0], PREDICT_CHUNK):
+            stop = start + PREDICT_CHUNK
+            out[start:stop, self._present] = self._model.predict_proba(X[start:stop])
         return out
 
     def predict(self, X: np.ndarray) -> np.ndarray:

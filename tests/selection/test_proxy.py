@@ -76,3 +76,16 @@ def test_predict_before_fit() -> None:
     with pytest.raises(RuntimeError):
         LogisticProxy(["a", "b"]).predict_proba(np.zeros((1, 2)))
     assert "C=1.0" in repr(LogisticProxy())
+
+
+def test_chunked_prediction_equals_one_call(monkeypatch) -> None:
+    import selection.proxy as proxy_module
+    from curation.pipeline import _predict_rows
+
+    X, y = _data()
+    m = LogisticProxy(["pos", "neu", "neg"]).fit(X, y)
+    whole = m._model.predict_proba(X.astype(np.float32))[:, m._present.argsort()]
+    monkeypatch.setattr(proxy_module, "PREDICT_CHUNK", 7)  # 90 rows: 13 chunks, last partial
+    assert np.allclose(m.predict_proba(X), whole, atol=1e-6)
+    rows = np.array([89, 0, 45, 3, 3, 60, 12, 88, 1])
+    assert np.allclose(_predict_rows(m, X, rows), whole[rows], atol=1e-6)
