@@ -159,7 +159,7 @@ def main() -> None:
             for stage, values in report[f"{name}_run"]["stages"].items():
                 print(f"  {stage:9s} {values}", file=sys.stderr)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / (f"nightly_cycle_{args.pool}" + ("" if args.new else "_no_new") + ".json")
+    out = RESULTS / f"nightly_cycle_{args.pool}_new{args.new}.json"
     out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 
