@@ -5,7 +5,7 @@ Agreement (per language, over items with at least two valid annotations; compute
 `labeling.agreement`, the same code that writes `agreement_stats` at each pull):
 
 * percent agreement: the mean, over items, of the share of annotator pairs that chose the same;
-* Fleiss' kappa, over the items with the most common number of raters;
+* Fleiss' kappa, in its form for a varying number of raters per item;
 * Krippendorff's alpha for nominal data (any number of raters, missing ratings allowed).
 """
 

@@ -55,16 +55,12 @@ def fleiss_kappa(units: Sequence[Sequence[Hashable]]) -> float | None:
     ratings everywhere this is Fleiss (1971) exactly. Units with fewer than two ratings are
     left out.
     """
-    counts = _pairable(units)
-    if not counts:
+    observed = percent_agreement(units)  # P: the mean P_i over the same pairable units
+    if observed is None:
         return None
-    per_unit = []
     category_totals: Counter = Counter()
-    for unit in counts:
-        m = sum(unit.values())
-        per_unit.append(sum(c * (c - 1) for c in unit.values()) / (m * (m - 1)))
+    for unit in _pairable(units):
         category_totals.update(unit)
-    observed = sum(per_unit) / len(per_unit)
     ratings = sum(category_totals.values())
     chance = sum((total / ratings) ** 2 for total in category_totals.values())
     if chance == 1.0:

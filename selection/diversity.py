@@ -64,7 +64,7 @@ def kcenter_greedy(
         first = int(rng.integers(n))
         picks.append(first)
         dists.append(float("inf"))
-        min_d2 = _sq_dist_to(x, x[first], sq_norms)
+        min_d2 = _sq_dist_to(x, first, sq_norms)
     min_d2 = np.maximum(min_d2, 0.0)
     min_d2[picks] = -1.0
     thr = float(min_distance) ** 2
@@ -74,18 +74,19 @@ def kcenter_greedy(
             break
         picks.append(i)
         dists.append(float(np.sqrt(min_d2[i])))
-        np.minimum(min_d2, _sq_dist_to(x, x[i], sq_norms), out=min_d2)
+        np.minimum(min_d2, _sq_dist_to(x, i, sq_norms), out=min_d2)
         min_d2[i] = -1.0
     return np.asarray(picks, dtype=np.int64), np.asarray(dists)
 
 
-def _sq_dist_to(x: np.ndarray, c: np.ndarray, sq_norms: np.ndarray) -> np.ndarray:
-    """Squared L2 distances of all rows to one center: one matrix-vector product (BLAS).
+def _sq_dist_to(x: np.ndarray, center: int, sq_norms: np.ndarray) -> np.ndarray:
+    """Squared L2 distances of all rows to row ``center``: one matrix-vector product (BLAS).
 
     The same ||x||^2 + ||c||^2 - 2 x.c expansion FAISS's flat index uses, without building an
-    index per step; clipped at 0 against rounding.
+    index per step; ``sq_norms`` are the rows' squared norms; clipped at 0 against rounding.
     """
-    return np.maximum(sq_norms + float(c @ c) - 2.0 * (x @ c).astype(np.float64), 0.0)
+    products = (x @ x[center]).astype(np.float64)
+    return np.maximum(sq_norms + sq_norms[center] - 2.0 * products, 0.0)
 
 
 def kmeans_fit(
