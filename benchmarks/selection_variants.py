@@ -1,0 +1,248 @@
+"""Exploratory selection variants on UMSAB, held-out quarters of train (the dev protocol).
+
+The variants tried while chasing the selection issue's +0.015 AULC target; none is in the
+registry, because none beat the default by more than noise. Kept so the figures in BENCHMARKS.md
+can be reproduced and the next idea can be compared the same way.
+
+* ``--set hybrid``: random, default, BADGE per language (Ash et al., 2020: k-means++ seeding on
+  gradient embeddings (p - onehot(argmax p)) (x) x of the logistic proxy), margin x typicality,
+  the hybrid with ``need`` language balance, with candidate factor 3, with the adaptive radius.
+* ``--set committee``: random, default, and epistemic uncertainty from a bootstrap committee of
+  7 logistic regressions (BALD = H(mean) - mean(H), Houlsby et al. 2011; vote entropy), with and
+  without the hybrid's coverage step. The evaluation model stays the plain proxy.
+
+Protocol: for split k, a quarter of each language of train (``default_rng(1000 + k)``) is the
+test set and the rest the pool; ``simulate`` with 5 seeds (base seed k), 10 rounds of 100, seed
+set 100; Δ is paired by (split, seed).
+
+    OMP_NUM_THREADS=1 python benchmarks/selection_variants.py --set hybrid --splits 0 1 2
+    OMP_NUM_THREADS=1 python benchmarks/selection_variants.py --set committee --splits 0 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from selection_umsab import embeddings, load_split  # noqa: E402
+
+from selection.allocation import allocate  # noqa: E402
+from selection.base import QueryStrategy, Ranking  # noqa: E402
+from selection.diversity import coverage_greedy, typicality  # noqa: E402
+from selection.hybrid import Hybrid  # noqa: E402
+from selection.proxy import LogisticProxy  # noqa: E402
+from selection.simulation import simulate  # noqa: E402
+from selection.uncertainty import margin_scores  # noqa: E402
+
+
+def _proportional(languages: np.ndarray, budget: int) -> dict[str, int]:
+    codes = sorted(set(languages.tolist()))
+    sizes = {c: int((languages == c).sum()) for c in codes}
+    return allocate(budget, sizes, method="proportional").per_language
+
+
+def badge_pick(g: np.ndarray, x: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding on g_i (x) x_i without materialising the outer products:
+    ||a(x)b - c(x)d||^2 = |a|^2|b|^2 + |c|^2|d|^2 - 2 (a.c)(b.d)."""
+    n = len(x)
+    norms = (g * g).sum(1) * (x * x).sum(1)
+    chosen = [int(np.argmax(norms))]
+    c = chosen[0]
+    d2 = np.maximum(norms + norms[c] - 2 * (g @ g[c]) * (x @ x[c]), 0)
+    d2[c] = 0
+    while len(chosen) < min(budget, n):
+        total = d2.sum()
+        if total <= 0:
+            c = int(rng.choice(np.setdiff1d(np.arange(n), chosen)))
+        else:
+            c = int(rng.choice(n, p=d2 / total))
+        chosen.append(c)
+        d2 = np.minimum(d2, np.maximum(norms + norms[c] - 2 * (g @ g[c]) * (x @ x[c]), 0))
+        d2[chosen] = 0
+    return np.asarray(chosen)
+
+
+class Badge(QueryStrategy):
+    """BADGE (Ash et al., 2020), run per language with a proportional split."""
+
+    name = "badge"
+
+    def rank(self, pool: Any, budget: int, rng: np.random.Generator) -> Ranking:
+        p, x = pool.probs, pool.unit_rows()
+        g = p.copy()
+        g[np.arange(len(p)), p.argmax(1)] -= 1
+        order: list[int] = []
+        for code, share in _proportional(pool.languages, budget).items():
+            rows = np.flatnonzero(pool.languages == code)
+            if share > 0:
+                order += list(rows[badge_pick(g[rows], x[rows], share, rng)])
+        return Ranking(np.asarray(order), np.zeros(len(order)), ["badge"] * len(order))
+
+
+class DensityMargin(QueryStrategy):
+    """Margin uncertainty x min-max-scaled typicality, per language (information density)."""
+
+    name = "density_margin"
+
+    def rank(self, pool: Any, budget: int, rng: np.random.Generator) -> Ranking:
+        unc, x = margin_scores(pool.probs), pool.unit_rows()
+        order, scores = [], []
+        for code in sorted(set(pool.languages.tolist())):
+            rows = np.flatnonzero(pool.languages == code)
+            t = typicality(x[rows], 20)
+            s = unc[rows] * (t - t.min()) / (t.max() - t.min() + 1e-9)
+            o = np.argsort(-s)
+            order += list(rows[o])
+            scores += list(s[o])
+        o = np.argsort(-np.asarray(scores), kind="stable")
+        return Ranking(np.asarray(order)[o], np.asarray(scores)[o], ["dm"] * len(o))
+
+
+COMMITTEE: dict[str, np.ndarray] = {}  # member probabilities of the last pool prediction
+
+
+class CommitteeProxy:
+    """Evaluates exactly like LogisticProxy; also fits 7 bootstrap members whose probabilities
+    on the last ``predict_proba`` call are left in COMMITTEE for CommitteeStrategy."""
+
+    def __init__(self, labels: Any, members: int = 7) -> None:
+        self.main, self.labels, self.members = LogisticProxy(labels), labels, members
+
+    @property
+    def classes_(self) -> tuple[str, ...]:
+        return self.main.classes_
+
+    def fit(self, X: np.ndarray, y: Any) -> CommitteeProxy:
+        self.main.fit(X, y)
+        y = np.asarray(y, dtype=object)
+        rng = np.random.default_rng([0, len(y)])
+        self.committee = []
+        for _ in range(self.members):
+            for _ in range(20):
+                idx = rng.integers(len(y), size=len(y))
+                if len(set(y[idx].tolist())) >= 2:
+                    break
+            self.committee.append(LogisticProxy(self.labels).fit(X[idx], y[idx]))
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        COMMITTEE["probs"] = np.stack([member.predict_proba(X) for member in self.committee])
+        return self.main.predict_proba(X)
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    return -(p * np.log(np.clip(p, 1e-12, 1))).sum(-1)
+
+
+class CommitteeStrategy(QueryStrategy):
+    """BALD or vote entropy of the committee, per language, optionally + coverage."""
+
+    name = "committee"
+
+    def __init__(self, *, score: str = "bald", diversity: bool = True) -> None:
+        super().__init__()
+        self.score, self.diversity = score, diversity
+
+    def rank(self, pool: Any, budget: int, rng: np.random.Generator) -> Ranking:
+        com = COMMITTEE["probs"]
+        bald = _entropy(com.mean(0)) - _entropy(com).mean(0)
+        if self.score == "bald":
+            unc = bald
+        else:
+            votes = com.argmax(2)
+            frac = np.stack([(votes == c).mean(0) for c in range(com.shape[2])], 1)
+            unc = _entropy(frac) + 1e-3 * bald
+        order: list[int] = []
+        scores: list[float] = []
+        for code, share in _proportional(pool.languages, budget).items():
+            rows = np.flatnonzero(pool.languages == code)
+            if share < 1:
+                continue
+            top = np.argsort(-unc[rows], kind="stable")
+            if not self.diversity:
+                order += list(rows[top])
+                scores += list(unc[rows][top])
+                continue
+            top = top[: min(len(rows), 10 * share)]
+            picks, _ = coverage_greedy(
+                pool.unit_rows(rows[top]),
+                pool.unit_rows(rows),
+                similarity=0.7,
+                labeled=pool.labeled_unit(),
+                priority=-unc[rows][top],
+                max_picks=min(len(top), 3 * share),
+            )
+            order += list(rows[top][picks])
+            scores += list(unc[rows][top][picks])
+        return Ranking(np.asarray(order), np.asarray(scores), ["c"] * len(order))
+
+
+SETS = {
+    "hybrid": lambda: [
+        "random",
+        "default",
+        ("badge_lang", Badge()),
+        ("dm1", DensityMargin()),
+        ("hyb_need", Hybrid(language_balance="need")),
+        ("hyb_cf3", Hybrid(candidate_factor=3)),
+        ("hyb_adaptive", Hybrid(coverage_similarity=None)),
+    ],
+    "committee": lambda: [
+        "random",
+        "default",
+        ("bald_cov", CommitteeStrategy()),
+        ("bald_plain", CommitteeStrategy(diversity=False)),
+        ("vote_cov", CommitteeStrategy(score="vote")),
+    ],
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    umsab = Path(__file__).resolve().parents[2] / "shared" / "data" / "umsab"
+    ap.add_argument("--data-dir", type=Path, default=umsab)
+    ap.add_argument("--emb-cache", type=Path, default=Path("/tmp/umsab_emb"))
+    ap.add_argument("--set", choices=sorted(SETS), default="hybrid")
+    ap.add_argument("--splits", type=int, nargs="+", default=[0, 1, 2])
+    args = ap.parse_args()
+    ids, texts, y, langs = load_split(args.data_dir / "train.jsonl")
+    X = embeddings("train", ids, texts, args.emb_cache)
+    y, langs = np.asarray(y, dtype=object), np.asarray(langs, dtype=object)
+    factory = (lambda labels: CommitteeProxy(labels)) if args.set == "committee" else None
+    aulc: dict[str, list[float]] = {}
+    started = time.perf_counter()
+    for split in args.splits:
+        rng = np.random.default_rng(1000 + split)
+        test = np.zeros(len(y), dtype=bool)
+        for code in sorted(set(langs.tolist())):
+            rows = np.flatnonzero(langs == code)
+            test[rng.choice(rows, size=len(rows) // 4, replace=False)] = True
+        result = simulate(
+            X[~test], y[~test], langs[~test], X[test], y[test], langs[test],
+            strategies=SETS[args.set](), rounds=10, batch_size=100, seed_size=100, n_seeds=5,
+            seed=split, model_factory=factory, progress=False,
+        )  # fmt: skip
+        for name, r in result["strategies"].items():
+            aulc.setdefault(name, []).extend(
+                float(np.mean([p["macro_f1"] for p in c])) for c in r["curves"]
+            )
+    base = np.asarray(aulc["random"])
+    for name, values in aulc.items():
+        delta = np.asarray(values) - base
+        print(
+            f"{name:14s} AULC {np.mean(values):.4f}  Δ vs random {delta.mean():+.4f} "
+            f"[{delta.min():+.4f}, {delta.max():+.4f}]  ({len(values)} paired runs)"
+        )
+    print(f"{time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
