@@ -1,196 +1,30 @@
-"""curate dashboard: `streamlit run app.py` (Overview; the other pages live in pages/).
+"""curate dashboard: `streamlit run app.py` (add `-- --store PATH` to pick a store).
 
-Reads the store read-only; see dashboard/source.py for how the store is found
-(`-- --store PATH`, $CURATE_STORE, or the project file like the CLI).
+This file is the server; the pages are `overview.py` and `pages/*.py`. It defines an `st.App`,
+which `streamlit run` serves (ASGI mode), so that the start-up hook can load the dashboard's
+imports and read the Overview's queries before the first visit: on a freshly started server
+that visit would otherwise wait ~2 s longer than every later one (dashboard/warmup.py,
+BENCHMARKS.md). `streamlit run overview.py` also works, without the warm-up.
 """
 
 from __future__ import annotations
 
-import altair as alt
-import pandas as pd
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import streamlit as st
 
-from dashboard import analysis, queries
-from dashboard import ui as dui
 
-ctx = dui.page("Overview")
+@asynccontextmanager
+async def _warm_up_then_serve(_app: st.App) -> AsyncIterator[None]:
+    try:
+        from dashboard.warmup import warm_up
 
-if ctx.ready:
-    data = ctx.load("overview")
-    per_language = ctx.keep(data["per_language"])
-    # Totals follow the language filter; unfiltered, quarantined counts every quarantine row.
-    totals = {
-        c: int(per_language[c].sum())
-        for c in ("pool", "labeled", "in_label_studio", "selected", "embedded", "quarantined")
-    }
+        warm_up()
+    except Exception:  # a slow first visit beats a dashboard that does not start
+        logging.getLogger("curate.dashboard").exception("dashboard warm-up failed")
+    yield
 
-    with dui.section("Pool", sources=["examples", "labels", "tasks", "quarantine"]):
-        columns = st.columns(4)
-        columns[0].metric(
-            "Pool size",
-            dui.fmt_int(totals["pool"]),
-            help="Distinct examples in the store (`examples`).",
-        )
-        columns[1].metric(
-            "Labeled",
-            dui.fmt_int(totals["labeled"]),
-            help="Examples with a current verified label (`labels`).",
-        )
-        columns[2].metric(
-            "In Label Studio",
-            dui.fmt_int(totals["in_label_studio"]),
-            help="Pushed to Label Studio (`tasks`) and not labeled yet.",
-        )
-        columns[3].metric(
-            "Quarantined",
-            dui.fmt_int(totals["quarantined"]),
-            help="Rejected rows (`quarantine`), by the language written in the row.",
-        )
-        more = st.columns(4)
-        more[0].metric(
-            "Embedded",
-            dui.fmt_int(totals["embedded"]),
-            help="Examples with a cached vector (`embeddings`).",
-        )
-        more[1].metric(
-            "Ever selected",
-            dui.fmt_int(totals["selected"]),
-            help="Examples chosen in any selection round (`round_items`).",
-        )
-        more[2].metric(
-            "Exact duplicates linked",
-            dui.fmt_int(data["totals"]["duplicates"]),
-            help="Later rows whose text was already stored (`duplicates`); all languages.",
-        )
-        more[3].metric("Languages", dui.fmt_int(len(per_language[per_language["pool"] > 0])))
 
-        if per_language.empty:
-            dui.empty("The store holds no examples yet: run `curate ingest FILES`.")
-        else:
-            left, right = st.columns([3, 2])
-            with left:
-                status = ctx.keep(ctx.load("pool_status"))
-                order = list(queries.POOL_STATUSES)
-                dui.chart(
-                    alt.Chart(status, title="Pool per language")
-                    .mark_bar()
-                    .encode(
-                        x=alt.X("language:N", title=None, axis=alt.Axis(labelAngle=0)),
-                        y=alt.Y("examples:Q", title="examples", stack="zero"),
-                        color=alt.Color(
-                            "status:N",
-                            sort=order,
-                            title=None,
-                            scale=alt.Scale(
-                                domain=order, range=["#2e7d32", "#f9a825", "#1565c0", "#b0bec5"]
-                            ),
-                        ),
-                        order=alt.Order("status_order:Q"),
-                        tooltip=["language:N", "status:N", alt.Tooltip("examples:Q", format=",")],
-                    )
-                    .transform_calculate(status_order=f"indexof({order!r}, datum.status)")
-                    .properties(height=340),
-                    key="overview_pool_chart",
-                )
-            with right:
-                quarantined = per_language[per_language["quarantined"] > 0]
-                if quarantined.empty:
-                    st.caption("No quarantined rows.")
-                else:
-                    dui.chart(
-                        alt.Chart(quarantined, title="Quarantined rows per language")
-                        .mark_bar(color="#c62828")
-                        .encode(
-                            x=alt.X("language:N", title=None, axis=alt.Axis(labelAngle=0)),
-                            y=alt.Y("quarantined:Q", title="rows"),
-                            tooltip=["language:N", "quarantined:Q"],
-                        )
-                        .properties(height=340),
-                        key="overview_quarantine_chart",
-                    )
-            dui.table(
-                per_language.rename(columns={"in_label_studio": "in Label Studio"}),
-                column_config={"language": st.column_config.TextColumn("language")},
-            )
-            st.caption(
-                "in Label Studio: pushed and not labeled yet. quarantined: by the `language` "
-                "field of the rejected row, `(unknown)` when the row had none or was unreadable."
-            )
-
-    with dui.section(
-        "Budget", sources=["labels", "annotations", "selection_rounds", "training_runs"]
-    ):
-        caps = analysis.budget_caps(ctx.source.config)
-        by_source = ctx.load("labels_by_source")
-        bought = sum(n for s, n in by_source.items() if s != "import")
-        runs = [analysis.run_summary(r) for r in ctx.load("training_runs")]
-        gpu = sum(s["gpu_minutes"] or 0 for s in runs)
-        gpu_known = any(s["gpu_minutes"] is not None for s in runs)
-        columns = st.columns(4)
-        columns[0].metric(
-            "Labels bought",
-            dui.fmt_int(bought),
-            help="Labels from Label Studio or adjudication (`labels`, source "
-            "other than import); all languages.",
-        )
-        columns[1].metric(
-            "Annotations",
-            dui.fmt_int(ctx.load("annotation_count")),
-            help="Valid annotations pulled from Label Studio (`annotations`).",
-        )
-        columns[2].metric(
-            "Labels requested",
-            dui.fmt_int(ctx.load("round_budgets")),
-            help="Sum of the budgets of all selection rounds (`selection_rounds`).",
-        )
-        columns[3].metric(
-            "GPU minutes",
-            dui.fmt_float(gpu, 1) if gpu_known else "—",
-            help="Sum over training runs of the GPU time they recorded (`training_runs.metrics`).",
-        )
-        if caps["labels"]:
-            st.progress(
-                min(1.0, bought / caps["labels"]),
-                text=f"Labels: {bought:,} of {caps['labels']:,} ({caps['labels_key']})",
-            )
-        else:
-            st.caption("No label cap is set in the project file.")
-        if caps["gpu_minutes"]:
-            if caps["gpu_key"].startswith("[training"):
-                worst = max((s["gpu_minutes"] or 0 for s in runs), default=0)
-                st.progress(
-                    min(1.0, worst / caps["gpu_minutes"]),
-                    text=f"GPU minutes, largest run: {worst:,.1f} of "
-                    f"{caps['gpu_minutes']:,.0f} per run ({caps['gpu_key']})",
-                )
-            else:
-                st.progress(
-                    min(1.0, gpu / caps["gpu_minutes"]),
-                    text=f"GPU minutes: {gpu:,.1f} of {caps['gpu_minutes']:,.0f} "
-                    f"({caps['gpu_key']})",
-                )
-        else:
-            st.caption("No GPU cap is set in the project file.")
-
-    with dui.section("Last nightly run", sources=["runs", "run_steps"]):
-        run = ctx.load("last_nightly_run")
-        if run is None:
-            dui.empty("No nightly run recorded yet (`curate run` writes the `runs` table).")
-        else:
-            columns = st.columns(4)
-            columns[0].metric("Status", str(run.get("status")))
-            columns[1].metric("Started (UTC)", str(run.get("started_at") or "—"))
-            columns[2].metric("Finished (UTC)", str(run.get("finished_at") or "—"))
-            columns[3].metric("Runs recorded", dui.fmt_int(run.get("total_runs")))
-            st.text(f"run {run.get('id')}" + ("  (dry run)" if run.get("dry_run") else ""))
-            warnings = run.get("warnings")
-            if warnings:
-                st.warning("The run left warnings:")
-                st.text(
-                    "\n".join(str(w) for w in warnings)
-                    if isinstance(warnings, list)
-                    else str(warnings)
-                )
-            steps = run.get("steps")
-            if isinstance(steps, pd.DataFrame) and not steps.empty:
-                dui.table(steps.drop(columns=["run_id"], errors="ignore"))
+app = st.App("overview.py", lifespan=_warm_up_then_serve)

@@ -7,6 +7,8 @@ can be reproduced and the next idea can be compared the same way.
 * ``--set hybrid``: random, default, BADGE per language (Ash et al., 2020: k-means++ seeding on
   gradient embeddings (p - onehot(argmax p)) (x) x of the logistic proxy), margin x typicality,
   the hybrid with ``need`` language balance, with candidate factor 3, with the adaptive radius.
+* ``--set balance``: random, default, and the default stratified by predicted class within each
+  language (``ClassBalanced``), with margin + coverage or with random picks per bucket.
 * ``--set committee``: random, default, and epistemic uncertainty from a bootstrap committee of
   7 logistic regressions (BALD = H(mean) - mean(H), Houlsby et al. 2011; vote entropy), with and
   without the hybrid's coverage step. The evaluation model stays the plain proxy.
@@ -185,7 +187,69 @@ class CommitteeStrategy(QueryStrategy):
         return Ranking(np.asarray(order), np.asarray(scores), ["c"] * len(order))
 
 
+class ClassBalanced(QueryStrategy):
+    """The default's margin + coverage, stratified by language *and* predicted class.
+
+    Uncertainty sampling skews the labeled set's classes (Aggarwal et al., 2020, "Active
+    learning for imbalanced datasets"); on a class-balanced benchmark random keeps them balanced
+    for free. Here each language's share is split evenly over the proxy's predicted classes,
+    and each (language, predicted class) bucket takes its smallest-margin candidates through
+    the coverage step. ``margin=False`` makes it stratified random sampling instead.
+    """
+
+    name = "class_balanced"
+
+    def __init__(self, *, margin: bool = True) -> None:
+        super().__init__()
+        self.margin = margin
+
+    def rank(self, pool: Any, budget: int, rng: np.random.Generator) -> Ranking:
+        p = pool.probs
+        unc = margin_scores(p) if self.margin else rng.random(len(p))
+        predicted = p.argmax(1)
+        order: list[int] = []
+        scores: list[float] = []
+        for code, share in _proportional(pool.languages, budget).items():
+            rows = np.flatnonzero(pool.languages == code)
+            if share < 1:
+                continue
+            classes = np.arange(p.shape[1])
+            rng.shuffle(classes)  # who gets the remainder
+            quotas = np.full(len(classes), share // len(classes))
+            quotas[: share % len(classes)] += 1
+            for cls, quota in zip(classes, quotas, strict=True):
+                bucket = rows[predicted[rows] == cls]
+                if quota < 1 or len(bucket) == 0:
+                    continue
+                top = bucket[np.argsort(-unc[bucket], kind="stable")[: 10 * quota]]
+                if not self.margin:
+                    order += list(top[:quota])
+                    scores += list(unc[top[:quota]])
+                    continue
+                picks, _ = coverage_greedy(
+                    pool.unit_rows(top),
+                    pool.unit_rows(rows),
+                    similarity=0.7,
+                    labeled=pool.labeled_unit(),
+                    priority=-unc[top],
+                    max_picks=min(len(top), quota),
+                )
+                order += list(top[picks])
+                scores += list(unc[top][picks])
+        # Buckets that ran short leave the rest of the budget to the plain margin order.
+        rest = np.setdiff1d(np.argsort(-unc, kind="stable"), order, assume_unique=True)
+        rest = rest[np.argsort(-unc[rest], kind="stable")]
+        order_arr = np.concatenate([np.asarray(order, dtype=np.int64), rest])
+        return Ranking(order_arr, unc[order_arr], ["cb"] * len(order_arr))
+
+
 SETS = {
+    "balance": lambda: [
+        "random",
+        "default",
+        ("class_bal", ClassBalanced()),
+        ("class_bal_random", ClassBalanced(margin=False)),
+    ],
     "hybrid": lambda: [
         "random",
         "default",

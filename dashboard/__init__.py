@@ -1,8 +1,9 @@
-"""The read-only dashboard's helpers (`streamlit run app.py`; pages in pages/).
+"""The read-only dashboard's helpers (`streamlit run app.py`; pages: overview.py, pages/).
 
 * :mod:`dashboard.source`   which store to show, and a fingerprint of its files for caching;
 * :mod:`dashboard.queries`  every store read, schema-defensive, returning plain data;
 * :mod:`dashboard.analysis` derived numbers: agreement, annotator stats, learning curves, savings;
+* :mod:`dashboard.warmup`   the imports app.py loads while the server starts;
 * :mod:`dashboard.ui`       Streamlit glue: page setup, sidebar, cached loads, charts.
 
 Like the CLI, the dashboard is a front room: it may import every step, and it never writes.

@@ -49,6 +49,9 @@ class Source:
         return self.db_path.is_file()
 
 
+DASHBOARD_SCRIPTS = ("app.py", "overview.py")
+
+
 def _cli_arguments(argv: list[str] | None) -> argparse.Namespace:
     """`--store` / `--config` given after `--` to `streamlit run app.py`.
 
@@ -59,8 +62,9 @@ def _cli_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--store")
     parser.add_argument("--config")
     if argv is None:
-        # `streamlit run app.py -- ARGS` sets sys.argv to [app.py, *ARGS] for every page.
-        is_dashboard = bool(sys.argv) and Path(sys.argv[0]).name == "app.py"
+        # `streamlit run app.py -- ARGS` sets sys.argv to [app.py, *ARGS] for every page
+        # (and `streamlit run overview.py -- ARGS`, the page itself, to [overview.py, *ARGS]).
+        is_dashboard = bool(sys.argv) and Path(sys.argv[0]).name in DASHBOARD_SCRIPTS
         argv = sys.argv[1:] if is_dashboard else []
     known, _ = parser.parse_known_args(argv)
     return known
@@ -88,7 +92,12 @@ def resolve_source(argv: list[str] | None = None) -> Source:
 
 
 def fingerprint(db_path: Path) -> tuple[int, ...]:
-    """(mtime_ns, size) of the database and of its WAL; zeros for a file that is absent."""
+    """(mtime_ns, size) of the database and of its WAL; zeros for a file that is absent.
+
+    An empty WAL counts as absent: the first reader after a writer closed creates one (SQLite
+    does so even for a read-only connection), and that must not look like a change, or every
+    page's first visit would read the store twice.
+    """
     values: list[int] = []
     for path in (db_path, db_path.with_name(db_path.name + "-wal")):
         try:
@@ -96,7 +105,8 @@ def fingerprint(db_path: Path) -> tuple[int, ...]:
         except FileNotFoundError:
             values += [0, 0]
         else:
-            values += [stat.st_mtime_ns, stat.st_size]
+            empty_wal = path.name.endswith("-wal") and stat.st_size == 0
+            values += [0, 0] if empty_wal else [stat.st_mtime_ns, stat.st_size]
     return tuple(values)
 
 

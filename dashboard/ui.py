@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from dashboard.source import Source, fingerprint, open_read_only, resolve_source
 log = logging.getLogger("curate.dashboard")
 
 PAGES: list[tuple[str, str, str]] = [
-    ("app.py", "Overview", ":material/dashboard:"),
+    ("overview.py", "Overview", ":material/dashboard:"),
     ("pages/1_Selection.py", "Selection", ":material/checklist:"),
     ("pages/2_Labeling.py", "Labeling", ":material/edit_note:"),
     ("pages/3_Model.py", "Model", ":material/monitoring:"),
@@ -85,6 +86,24 @@ def _store_languages(store_path: str, fp: tuple[int, ...]) -> list[str]:
             r[0]
             for r in store.conn.execute("SELECT DISTINCT language FROM examples ORDER BY language")
         ]
+
+
+def read_ahead(source: Source, names: Sequence[str]) -> float | None:
+    """Fill the cache with what a page will load: the store's languages and the queries
+    `names` (no arguments). Seconds taken, or None when the store is absent or unreadable (the
+    page itself then says why). Used by the server's start-up warm-up (dashboard/warmup.py)."""
+    if source.config_error or not source.exists:
+        return None
+    start = time.perf_counter()
+    fp = fingerprint(source.db_path)
+    try:
+        _store_languages(str(source.store_path), fp)
+        for name in names:
+            _cached_query(str(source.store_path), fp, name, (), ())
+    except Exception as exc:  # a newer schema, a corrupt file, no permission
+        log.warning("could not read ahead from %s: %s", source.store_path, exc)
+        return None
+    return time.perf_counter() - start
 
 
 def _open_error(source: Source) -> tuple[str, str] | None:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -53,8 +53,14 @@ def dashboard_server(
     log_path: Path | None = None,
     timeout: float = 90.0,
     script: Path = REPO / "app.py",
+    script_args: Sequence[str] = (),
+    started: dict[str, float] | None = None,
 ) -> Iterator[str]:
-    """`streamlit run app.py --server.headless true` on 127.0.0.1:<free port>; yields its URL."""
+    """`streamlit run app.py --server.headless true [-- ARGS]` on 127.0.0.1:<free port>.
+
+    Yields its URL once `/_stcore/health` answers; `started["server_start_s"]` gets the seconds
+    from launch to that answer (app.py's warm-up runs before the server accepts connections).
+    """
     port = free_port()
     command = [
         sys.executable,
@@ -73,11 +79,14 @@ def dashboard_server(
         "--server.fileWatcherType",
         "none",
     ]
+    if script_args:
+        command += ["--", *script_args]
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
         command, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
+    launched = time.perf_counter()
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -86,6 +95,8 @@ def dashboard_server(
             try:
                 with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
                     if response.read().strip() == b"ok":
+                        if started is not None:
+                            started["server_start_s"] = time.perf_counter() - launched
                         break
             except OSError:
                 pass

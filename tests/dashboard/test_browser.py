@@ -35,8 +35,12 @@ pytestmark = [
 ARTIFACTS = REPO / "artifacts" / "dashboard"
 
 
-def test_every_page_in_headless_chromium(tmp_path: Path) -> None:
-    expected = build_store(tmp_path / "project")
+@pytest.fixture(scope="module")
+def expected(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return build_store(tmp_path_factory.mktemp("browser") / "project")
+
+
+def test_every_page_in_headless_chromium(expected: dict) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     dialogs: list[str] = []
     with (
@@ -106,3 +110,22 @@ def test_every_page_in_headless_chromium(tmp_path: Path) -> None:
         screenshot(page, ARTIFACTS / "selection-filtered-hi.png")
 
     assert dialogs == []
+
+
+def test_store_argument_reaches_every_page(expected: dict) -> None:
+    """`streamlit run app.py -- --store PATH` (app.py serves overview.py as an st.App): the
+    argument after `--` picks the store on the main page and on a page reached by its link."""
+    store = Path(expected["store"])
+    with dashboard_server({}, script_args=["--store", str(store)]) as url, chromium() as page:
+        page.goto(url + "/")
+        wait_rendered(page, charts=2)
+        sidebar = page.locator("[data-testid='stSidebar']")
+        assert "Chosen by: --store" in sidebar.inner_text()
+        labels = page.locator("[data-testid='stMetricLabel']").all_inner_texts()
+        values = page.locator("[data-testid='stMetricValue']").all_inner_texts()
+        assert values[labels.index("Pool size")] == "322"
+        sidebar.locator("a", has_text="Quality").click()
+        page.wait_for_url("**/Quality")
+        wait_rendered(page, charts=2)
+        assert "Chosen by: --store" in sidebar.inner_text()
+        assert page.locator("[data-testid='stException']").count() == 0

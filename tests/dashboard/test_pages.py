@@ -20,7 +20,7 @@ from curation.store import Store
 from tests.dashboard.fixture_store import XSS_TEXT, build_store
 
 REPO = Path(__file__).resolve().parents[2]
-APP = str(REPO / "app.py")
+APP = str(REPO / "overview.py")
 PAGES = ["pages/1_Selection.py", "pages/2_Labeling.py", "pages/3_Model.py", "pages/4_Quality.py"]
 TIMEOUT = 120  # a loaded 2-core CI machine; the app itself takes ~2 s cold
 
@@ -299,6 +299,7 @@ def test_store_text_is_never_rendered_as_markup(project: dict) -> None:
         for element in [*at.markdown, *at.caption, *at.title, *at.subheader, *at.info]:
             assert "<script>" not in element.value
     sources = [
+        REPO / "overview.py",
         REPO / "app.py",
         *sorted((REPO / "pages").glob("*.py")),
         *sorted((REPO / "dashboard").glob("*.py")),
@@ -422,6 +423,27 @@ def test_store_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("CURATE_CONFIG", str(tmp_path / "missing.toml"))
     assert "config file not found" in resolve_source([]).config_error
     assert fingerprint(tmp_path / "none.db") == (0, 0, 0, 0)
+
+
+def test_fingerprint_ignores_the_empty_wal_a_reader_creates(tmp_path: Path) -> None:
+    from dashboard.source import fingerprint, open_read_only
+
+    with Store(tmp_path / "store") as writer, writer.transaction() as conn:
+        conn.execute(
+            "INSERT INTO quarantine (file, line, field, reason, raw, source, created_at) "
+            "VALUES ('a.jsonl', 1, 'text', 'empty text', '{}', 'test', 'now')"
+        )
+    db = tmp_path / "store" / "curate.db"
+    wal = db.with_name("curate.db-wal")
+    assert not wal.exists()  # the writer checkpointed and removed it on close
+    before = fingerprint(db)
+    with open_read_only(tmp_path / "store") as reader:
+        reader.conn.execute("SELECT count(*) FROM quarantine").fetchone()
+        assert wal.exists() and wal.stat().st_size == 0  # SQLite made it for the reader
+        assert fingerprint(db) == before
+    with Store(tmp_path / "store") as writer, writer.transaction() as conn:
+        conn.execute("DELETE FROM quarantine")
+    assert fingerprint(db) != before
 
 
 def test_streamlit_config_is_local_and_private() -> None:
