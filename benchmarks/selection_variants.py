@@ -9,6 +9,10 @@ can be reproduced and the next idea can be compared the same way.
   the hybrid with ``need`` language balance, with candidate factor 3, with the adaptive radius.
 * ``--set balance``: random, default, and the default stratified by predicted class within each
   language (``ClassBalanced``), with margin + coverage or with random picks per bucket.
+* ``--set confident``: random among the candidates the proxy is most confident about
+  (``Confident``), the realisable stand-in for the ``clean`` oracle probe.
+* ``--set oracle``: headroom probes that peek at the labels (``OracleProbe``): random among
+  examples a cross-validated model gets right, and the smallest margin under the full-pool model.
 * ``--set committee``: random, default, and epistemic uncertainty from a bootstrap committee of
   7 logistic regressions (BALD = H(mean) - mean(H), Houlsby et al. 2011; vote entropy), with and
   without the hybrid's coverage step. The evaluation model stays the plain proxy.
@@ -243,7 +247,107 @@ class ClassBalanced(QueryStrategy):
         return Ranking(order_arr, unc[order_arr], ["cb"] * len(order_arr))
 
 
+class Confident(QueryStrategy):
+    """A realisable stand-in for the ``clean`` probe below: per language (proportional split),
+    random picks among the ``keep`` fraction of candidates the proxy is most confident about
+    (largest margin), optionally stratified by predicted class; ``keep=0`` takes the most
+    confident outright. The bet: where labels are noisy and features weak, examples the model
+    already roughly understands are more often learnable than the ambiguous ones.
+    """
+
+    name = "confident"
+
+    def __init__(self, *, keep: float = 0.5, by_class: bool = False) -> None:
+        super().__init__()
+        self.keep, self.by_class = keep, by_class
+
+    def rank(self, pool: Any, budget: int, rng: np.random.Generator) -> Ranking:
+        p = pool.probs
+        confidence = 1.0 - margin_scores(p)
+        predicted = p.argmax(1)
+        order: list[int] = []
+        for code, share in _proportional(pool.languages, budget).items():
+            rows = np.flatnonzero(pool.languages == code)
+            if share < 1:
+                continue
+            groups = [rows]
+            quotas = [share]
+            if self.by_class:
+                groups = [rows[predicted[rows] == c] for c in range(p.shape[1])]
+                quotas = list(np.full(len(groups), share // len(groups)))
+                for extra in rng.permutation(len(groups))[: share % len(groups)]:
+                    quotas[extra] += 1
+            for group, quota in zip(groups, quotas, strict=True):
+                if quota < 1 or len(group) == 0:
+                    continue
+                ranked = group[np.argsort(-confidence[group], kind="stable")]
+                if self.keep > 0:
+                    top = ranked[: max(quota, int(round(self.keep * len(group))))]
+                    ranked = rng.permutation(top)
+                order += list(ranked[:quota])
+        rest = np.setdiff1d(np.arange(len(p)), order)
+        order_arr = np.concatenate([np.asarray(order, dtype=np.int64), rng.permutation(rest)])
+        return Ranking(order_arr, confidence[order_arr], ["confident"] * len(order_arr))
+
+
+ORACLE: dict[str, np.ndarray] = {}  # per pool row, filled by main() for each split
+
+
+class OracleProbe(QueryStrategy):
+    """Headroom probes that peek at the pool's labels: no one can run these, they bound what a
+    strategy could gain on this data with this proxy. Per language, proportional split.
+
+    * ``kind="clean"``: random picks, but only among examples whose label a logistic model
+      trained on the rest of the pool (5-fold cross-validation) predicts correctly: what
+      avoiding noisy or unlearnable labels would be worth.
+    * ``kind="boundary"``: smallest margin under a logistic model trained on the *whole* pool:
+      uncertainty sampling with the final model's boundary instead of a guess.
+    """
+
+    name = "oracle"
+
+    def __init__(self, *, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def rank(self, pool: Any, budget: int, rng: np.random.Generator) -> Ranking:
+        rows = np.asarray(pool.ids, dtype=np.int64)
+        if self.kind == "clean":
+            key = rng.random(len(rows)) + (~ORACLE["clean"][rows]).astype(float)
+        else:
+            key = -ORACLE["uncertainty"][rows]
+        order: list[int] = []
+        for code, share in _proportional(pool.languages, budget).items():
+            mine = np.flatnonzero(pool.languages == code)
+            order += list(mine[np.argsort(key[mine], kind="stable")[:share]])
+        return Ranking(np.asarray(order), -key[order], [self.kind] * len(order))
+
+
+def fill_oracle(X: np.ndarray, y: np.ndarray) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    model = LogisticRegression(max_iter=1000)
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    ORACLE["clean"] = cross_val_predict(model, unit, y, cv=5) == y
+    ORACLE["uncertainty"] = margin_scores(model.fit(unit, y).predict_proba(unit))
+
+
 SETS = {
+    "confident": lambda: [
+        "random",
+        "default",
+        ("conf_top", Confident(keep=0)),
+        ("conf_q50", Confident(keep=0.5)),
+        ("conf_q50_cls", Confident(keep=0.5, by_class=True)),
+        ("conf_q30_cls", Confident(keep=0.3, by_class=True)),
+    ],
+    "oracle": lambda: [
+        "random",
+        "default",
+        ("oracle_clean", OracleProbe(kind="clean")),
+        ("oracle_boundary", OracleProbe(kind="boundary")),
+    ],
     "balance": lambda: [
         "random",
         "default",
@@ -289,6 +393,8 @@ def main() -> None:
         for code in sorted(set(langs.tolist())):
             rows = np.flatnonzero(langs == code)
             test[rng.choice(rows, size=len(rows) // 4, replace=False)] = True
+        if args.set == "oracle":
+            fill_oracle(X[~test], y[~test])
         result = simulate(
             X[~test], y[~test], langs[~test], X[test], y[test], langs[test],
             strategies=SETS[args.set](), rounds=10, batch_size=100, seed_size=100, n_seeds=5,
