@@ -23,6 +23,7 @@ Two measurements, each in fresh processes:
 
     python benchmarks/dashboard_first_paint.py              # builds the store in a temp folder
     python benchmarks/dashboard_first_paint.py --keep /tmp/big --repeats 3
+    python benchmarks/dashboard_first_paint.py --keep /tmp/big --trace   # where the time goes
 
 Writes benchmarks/results/dashboard_first_paint.json and prints the same JSON.
 """
@@ -329,6 +330,41 @@ def browser(config: str, store: Path) -> dict:
     return out
 
 
+def trace(config: str) -> dict:
+    """Where a warm visit's time goes: when the last WebSocket frame (the script's elements)
+    arrived, when the last static file finished loading, when the first number showed."""
+    from tests.dashboard.browser_support import chromium, dashboard_server
+
+    with dashboard_server({"CURATE_CONFIG": config}) as url:
+        with chromium() as page:  # warm the server's caches first
+            page.goto(url + "/")
+            page.wait_for_selector("[data-testid='stMetricValue']", timeout=120_000)
+        with chromium() as page:
+            frames: list[float] = []
+            files: list[float] = []
+            start = time.perf_counter()
+
+            def on_socket(socket) -> None:
+                socket.on("framereceived", lambda _: frames.append(time.perf_counter() - start))
+
+            page.on("websocket", on_socket)
+            page.on("requestfinished", lambda _: files.append(time.perf_counter() - start))
+            page.goto(url + "/", wait_until="commit")
+            page.wait_for_selector("[data-testid='stMetricValue']", timeout=120_000)
+            first_metric = time.perf_counter() - start
+            page.wait_for_timeout(1500)
+    before = [t for t in files if t <= first_metric]
+    return {
+        "first_websocket_frame_s": round(min(frames), 3),
+        "last_websocket_frame_before_metric_s": round(
+            max(t for t in frames if t <= first_metric), 3
+        ),
+        "static_files_before_metric": len(before),
+        "last_static_file_before_metric_s": round(max(before), 3),
+        "first_metric_s": round(first_metric, 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=100_000)
@@ -337,6 +373,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="build (or reuse) the store in this folder")
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="only trace one warm visit (WebSocket frames, static files) and print it",
+    )
     args = parser.parse_args()
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="dashboard-bench-"))
@@ -351,6 +392,9 @@ def main() -> None:
     else:
         setup = build(folder, args.examples, args.rounds, args.dim)
     config = setup["config"]
+    if args.trace:
+        print(json.dumps({"setup": setup, "trace": trace(config)}, indent=2))
+        return
     runs = [apptest(config) for _ in range(args.repeats)]
     summary = {
         key: statistics.median(r[key] for r in runs)
