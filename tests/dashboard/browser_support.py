@@ -55,11 +55,13 @@ def dashboard_server(
     script: Path = REPO / "app.py",
     script_args: Sequence[str] = (),
     started: dict[str, float] | None = None,
+    address: str | None = "127.0.0.1",
 ) -> Iterator[str]:
     """`streamlit run app.py --server.headless true [-- ARGS]` on 127.0.0.1:<free port>.
 
     Yields its URL once `/_stcore/health` answers; `started["server_start_s"]` gets the seconds
     from launch to that answer (app.py's warm-up runs before the server accepts connections).
+    ``address=None`` leaves the bind address to .streamlit/config.toml.
     """
     port = free_port()
     command = [
@@ -70,8 +72,7 @@ def dashboard_server(
         str(script),
         "--server.headless",
         "true",
-        "--server.address",
-        "127.0.0.1",
+        *(["--server.address", address] if address else []),
         "--server.port",
         str(port),
         "--browser.gatherUsageStats",

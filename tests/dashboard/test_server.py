@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from curation.store import Store, utc_now
 from dashboard import queries
 from dashboard.source import fingerprint
 from dashboard.warmup import MODULES, OVERVIEW_QUERIES, warm_overview
+from tests.dashboard.browser_support import dashboard_server
 from tests.dashboard.fixture_store import build_store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -150,3 +152,28 @@ def test_unreadable_store_does_not_stop_the_warm_up(
     monkeypatch.setenv("CURATE_STORE", str(store))
     monkeypatch.delenv("CURATE_CONFIG", raising=False)
     assert warm_overview() is None
+
+
+def _own_non_loopback_address() -> str | None:
+    """This machine's outward IPv4 address (a UDP "connect" sends nothing), if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+            address = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+@pytest.mark.slow
+def test_server_listens_on_localhost_only_by_default(tmp_path: Path) -> None:
+    """`streamlit run app.py` with no address flag: .streamlit/config.toml keeps it local."""
+    outward = _own_non_loopback_address()
+    if outward is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to probe")
+    with dashboard_server({"CURATE_STORE": str(tmp_path / "absent")}, address=None) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+        with pytest.raises(OSError):
+            socket.create_connection((outward, port), timeout=5).close()
