@@ -7,7 +7,7 @@ startup hook, before it accepts connections, so the first visit after a restart 
 every later one costs. The imports run in one thread before any page script: two threads
 importing the same module tree in different orders could deadlock.
 
-The store reads go through the pages' own cache (`ui._cached_query`), keyed by the store's
+The store reads go through the pages' own cache (`ui.read_ahead`), keyed by the store's
 fingerprint: if the nightly job writes before anyone visits, the page simply reads again.
 """
 
