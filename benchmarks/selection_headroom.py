@@ -9,7 +9,10 @@ that random picks among examples a model trained on the rest of the pool labels 
 
 * typicality (inverse mean distance to the 20 nearest neighbours, per language: TypiClust);
 * text length in characters;
-* the proxy's confidence (largest margin) after 100 / 500 / 1,100 random labels, on the rest.
+* the proxy's confidence (largest margin) after 100 / 500 / 1,100 random labels, on the rest;
+* a second, lexical view after 500 / 1,100 random labels (character 2–4-gram TF-IDF + logistic
+  regression, which sees emojis and scripts that MiniLM's vocabulary drops): its confidence,
+  and whether it agrees with the MiniLM proxy (co-training style evidence of an easy label).
 
 AUC 0.5 = no information. Writes benchmarks/results/selection_headroom.json.
 
@@ -82,6 +85,33 @@ def main() -> None:
             rest = np.setdiff1d(np.arange(len(y)), labeled)
             aucs.append(round(float(roc_auc_score(clean[rest], confidence[rest])), 4))
         result["auc_proxy_confidence"][str(n)] = aucs
+
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    chars = TfidfVectorizer(
+        analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True
+    ).fit_transform(texts)
+    result["char_view_cv_accuracy"] = round(
+        float(
+            (cross_val_predict(LogisticRegression(max_iter=1000, C=5), chars, y, cv=5) == y).mean()
+        ),
+        4,
+    )
+    result["auc_char_view_confidence"], result["auc_views_agree"] = {}, {}
+    for n in (500, 1100):
+        confident, agree = [], []
+        for _ in range(args.repeats):
+            labeled = rng.choice(len(y), n, replace=False)
+            rest = np.setdiff1d(np.arange(len(y)), labeled)
+            embedded = LogisticRegression(max_iter=1000).fit(X[labeled], y[labeled])
+            lexical = LogisticRegression(max_iter=1000, C=5).fit(chars[labeled], y[labeled])
+            p_lexical = lexical.predict_proba(chars)
+            both = embedded.predict_proba(X).argmax(1) == p_lexical.argmax(1)
+            margin = 1.0 - margin_scores(p_lexical)
+            confident.append(round(float(roc_auc_score(clean[rest], margin[rest])), 4))
+            agree.append(round(float(roc_auc_score(clean[rest], both[rest])), 4))
+        result["auc_char_view_confidence"][str(n)] = confident
+        result["auc_views_agree"][str(n)] = agree
     out = Path(__file__).resolve().parent / "results" / "selection_headroom.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
