@@ -178,12 +178,21 @@ if ctx.ready:
         if run is None:
             dui.empty("No nightly run recorded yet (`curate run` writes the `runs` table).")
         else:
+            started, finished = run.get("started_at"), run.get("finished_at")
             columns = st.columns(4)
             columns[0].metric("Status", str(run.get("status")))
-            columns[1].metric("Started (UTC)", str(run.get("started_at") or "—"))
-            columns[2].metric("Finished (UTC)", str(run.get("finished_at") or "—"))
+            columns[1].metric(
+                "Started (UTC)",
+                analysis.short_time(started),
+                help="Month-day hour:minute; the full timestamps are under the tiles.",
+            )
+            columns[2].metric("Took", analysis.duration_text(started, finished))
             columns[3].metric("Runs recorded", dui.fmt_int(run.get("total_runs")))
-            st.text(f"run {run.get('id')}" + ("  (dry run)" if run.get("dry_run") else ""))
+            # Full timestamps as plain text: metric tiles are too narrow for ISO 8601.
+            st.text(
+                f"run {run.get('id')}: {started or '—'} -> {finished or 'not finished'}"
+                + ("  (dry run)" if run.get("dry_run") else "")
+            )
             warnings = run.get("warnings")
             if warnings:
                 st.warning("The run left warnings:")

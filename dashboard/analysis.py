@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -488,3 +489,40 @@ def budget_caps(config: Any) -> dict[str, Any]:
                 minutes = value * 60 if "hour" in lowered else value
                 caps["gpu_minutes"], caps["gpu_key"] = minutes, f"[{name}] {key}"
     return caps
+
+
+# -- nightly runs -------------------------------------------------------------------------------
+
+
+def _utc(timestamp: Any) -> datetime | None:
+    if not timestamp:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(timestamp))
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def short_time(timestamp: Any) -> str:
+    """``2026-11-02T01:00:00+00:00`` -> ``11-02 01:00`` (UTC), short enough for a metric tile;
+    an unparsable value is returned as it is, a missing one as ``—``."""
+    parsed = _utc(timestamp)
+    if parsed is None:
+        return str(timestamp) if timestamp else "—"
+    return parsed.strftime("%m-%d %H:%M")
+
+
+def duration_text(started: Any, finished: Any) -> str:
+    """Wall time between two ISO timestamps: ``42 s``, ``7 min``, ``2 h 05 min``; ``—`` when
+    either is missing or unparsable (a run still going has no finish time)."""
+    start, end = _utc(started), _utc(finished)
+    if start is None or end is None:
+        return "—"
+    seconds = max(0, round((end - start).total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"

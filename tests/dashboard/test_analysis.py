@@ -155,3 +155,17 @@ def test_umap_projection_keeps_separate_blobs_apart() -> None:
     to_a = np.linalg.norm(points - a.mean(axis=0), axis=1)
     to_b = np.linalg.norm(points - b.mean(axis=0), axis=1)
     assert (to_a[:60] < to_b[:60]).all() and (to_b[60:] < to_a[60:]).all()
+
+
+def test_nightly_run_times_fit_a_metric_tile() -> None:
+    assert analysis.short_time("2026-11-02T01:00:00+00:00") == "11-02 01:00"
+    assert analysis.short_time("2026-11-02T03:30:00+02:00") == "11-02 01:30"  # shown in UTC
+    assert analysis.short_time("2026-11-02T01:00:00") == "11-02 01:00"  # naive = UTC
+    assert analysis.short_time(None) == "—"
+    assert analysis.short_time("yesterday") == "yesterday"
+    start = "2026-11-02T01:00:00+00:00"
+    assert analysis.duration_text(start, "2026-11-02T01:00:42+00:00") == "42 s"
+    assert analysis.duration_text(start, "2026-11-02T01:42:00+00:00") == "42 min"
+    assert analysis.duration_text(start, "2026-11-02T03:05:00+00:00") == "2 h 05 min"
+    assert analysis.duration_text(start, None) == "—"  # still running
+    assert analysis.duration_text(start, "not a time") == "—"

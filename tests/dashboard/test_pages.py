@@ -87,7 +87,14 @@ def test_overview_numbers_match_the_store(project: dict) -> None:
     assert not at.error
     if project["nightly"] is not None:
         assert shown["Status"] == "finished"
+        assert shown["Started (UTC)"] == "11-02 01:00"
+        assert shown["Took"] == "42 min"
         assert shown["Runs recorded"] == "1"
+        assert any(
+            t.value
+            == "run night-2026-11-02: 2026-11-02T01:00:00+00:00 -> 2026-11-02T01:42:00+00:00"
+            for t in at.text
+        )
         assert any("hi: fewer than 10 validation labels" in t.value for t in at.text)
 
 
