@@ -95,11 +95,12 @@ def read_ahead(source: Source, names: Sequence[str]) -> float | None:
     if source.config_error or not source.exists:
         return None
     start = time.perf_counter()
-    fp = fingerprint(source.db_path)
+    # The page's own Context builds the cache keys, so they match what the page will ask for.
+    ctx = Context(source=source, fingerprint=fingerprint(source.db_path))
     try:
-        _store_languages(str(source.store_path), fp)
+        _store_languages(str(source.store_path), ctx.fingerprint)
         for name in names:
-            _cached_query(str(source.store_path), fp, name, (), ())
+            ctx.load(name)
     except Exception as exc:  # a newer schema, a corrupt file, no permission
         log.warning("could not read ahead from %s: %s", source.store_path, exc)
         return None
