@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,14 @@ from selection.simulation import simulate  # noqa: E402
 from selection.uncertainty import margin_scores  # noqa: E402
 
 
-def _proportional(languages: np.ndarray, budget: int) -> dict[str, int]:
+def _language_shares(languages: np.ndarray, budget: int) -> Iterator[tuple[np.ndarray, int]]:
+    """(candidate rows of one language, its share of the budget), split in proportion to the
+    languages' candidates; languages whose share is 0 are left out."""
     codes = sorted(set(languages.tolist()))
     sizes = {c: int((languages == c).sum()) for c in codes}
-    return allocate(budget, sizes, method="proportional").per_language
+    for code, share in allocate(budget, sizes, method="proportional").per_language.items():
+        if share > 0:
+            yield np.flatnonzero(languages == code), share
 
 
 def badge_pick(g: np.ndarray, x: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
@@ -86,10 +91,8 @@ class Badge(QueryStrategy):
         g = p.copy()
         g[np.arange(len(p)), p.argmax(1)] -= 1
         order: list[int] = []
-        for code, share in _proportional(pool.languages, budget).items():
-            rows = np.flatnonzero(pool.languages == code)
-            if share > 0:
-                order += list(rows[badge_pick(g[rows], x[rows], share, rng)])
+        for rows, share in _language_shares(pool.languages, budget):
+            order += list(rows[badge_pick(g[rows], x[rows], share, rng)])
         return Ranking(np.asarray(order), np.zeros(len(order)), ["badge"] * len(order))
 
 
@@ -168,10 +171,7 @@ class CommitteeStrategy(QueryStrategy):
             unc = _entropy(frac) + 1e-3 * bald
         order: list[int] = []
         scores: list[float] = []
-        for code, share in _proportional(pool.languages, budget).items():
-            rows = np.flatnonzero(pool.languages == code)
-            if share < 1:
-                continue
+        for rows, share in _language_shares(pool.languages, budget):
             top = np.argsort(-unc[rows], kind="stable")
             if not self.diversity:
                 order += list(rows[top])
@@ -213,10 +213,7 @@ class ClassBalanced(QueryStrategy):
         predicted = p.argmax(1)
         order: list[int] = []
         scores: list[float] = []
-        for code, share in _proportional(pool.languages, budget).items():
-            rows = np.flatnonzero(pool.languages == code)
-            if share < 1:
-                continue
+        for rows, share in _language_shares(pool.languages, budget):
             classes = np.arange(p.shape[1])
             rng.shuffle(classes)  # who gets the remainder
             quotas = np.full(len(classes), share // len(classes))
@@ -266,10 +263,7 @@ class Confident(QueryStrategy):
         confidence = 1.0 - margin_scores(p)
         predicted = p.argmax(1)
         order: list[int] = []
-        for code, share in _proportional(pool.languages, budget).items():
-            rows = np.flatnonzero(pool.languages == code)
-            if share < 1:
-                continue
+        for rows, share in _language_shares(pool.languages, budget):
             groups = [rows]
             quotas = [share]
             if self.by_class:
@@ -317,9 +311,8 @@ class OracleProbe(QueryStrategy):
         else:
             key = -ORACLE["uncertainty"][rows]
         order: list[int] = []
-        for code, share in _proportional(pool.languages, budget).items():
-            mine = np.flatnonzero(pool.languages == code)
-            order += list(mine[np.argsort(key[mine], kind="stable")[:share]])
+        for rows, share in _language_shares(pool.languages, budget):
+            order += list(rows[np.argsort(key[rows], kind="stable")[:share]])
         return Ranking(np.asarray(order), -key[order], [self.kind] * len(order))
 
 
