@@ -526,3 +526,27 @@ def duration_text(started: Any, finished: Any) -> str:
     if minutes < 60:
         return f"{minutes} min"
     return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+_MARKDOWN_SPECIALS = str.maketrans({c: "\\" + c for c in "\\`*_{}[]<>()#+-.!|~$"})
+
+
+def overview_summary(
+    totals: Mapping[str, int], *, languages: int, run: Mapping[str, Any] | None
+) -> str:
+    """The Overview's first line, in Markdown: the pool figures the tiles below repeat, and the
+    last nightly run. Only numbers are bold; the run's status (a store value) is escaped, so it
+    shows literally."""
+    parts = [
+        f"**{totals['pool']:,}** examples in **{languages:,}** "
+        + ("language" if languages == 1 else "languages"),
+        f"**{totals['labeled']:,}** labeled",
+        f"**{totals['in_label_studio']:,}** in Label Studio",
+        f"**{totals['quarantined']:,}** quarantined",
+    ]
+    if run is None:
+        parts.append("no nightly run recorded yet")
+    else:
+        status = str(run.get("status") or "unknown").translate(_MARKDOWN_SPECIALS)
+        parts.append(f"last nightly run {status}, started {short_time(run.get('started_at'))} UTC")
+    return " · ".join(parts)

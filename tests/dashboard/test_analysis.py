@@ -169,3 +169,21 @@ def test_nightly_run_times_fit_a_metric_tile() -> None:
     assert analysis.duration_text(start, "2026-11-02T03:05:00+00:00") == "2 h 05 min"
     assert analysis.duration_text(start, None) == "—"  # still running
     assert analysis.duration_text(start, "not a time") == "—"
+
+
+def test_overview_summary_line_is_markdown_with_only_numbers_bold() -> None:
+    totals = {"pool": 100_000, "labeled": 6_250, "in_label_studio": 1_500, "quarantined": 528}
+    assert analysis.overview_summary(totals, languages=8, run=None) == (
+        "**100,000** examples in **8** languages · **6,250** labeled · **1,500** in Label Studio"
+        " · **528** quarantined · no nightly run recorded yet"
+    )
+    run = {"status": "finished", "started_at": "2026-11-02T03:30:00+02:00"}
+    assert analysis.overview_summary(totals, languages=1, run=run).endswith(
+        "examples in **1** language · **6,250** labeled · **1,500** in Label Studio"
+        " · **528** quarantined · last nightly run finished, started 11-02 01:30 UTC"
+    )
+    # A status is a store value: Markdown and HTML in it are escaped, so they show literally.
+    odd = {"status": "<b>*done*</b>", "started_at": None}
+    assert analysis.overview_summary(totals, languages=2, run=odd).endswith(
+        "last nightly run \\<b\\>\\*done\\*\\</b\\>, started — UTC"
+    )

@@ -84,6 +84,9 @@ def test_every_page_in_headless_chromium(expected: dict) -> None:
         )
         assert values["Pool size"] == str(expected["pool"]) == "322"
         assert values["Quarantined"] == "8"
+        summary = page.locator(".st-key-overview-summary").inner_text()
+        assert summary.startswith("322 examples in 8 languages · ")
+        assert " · 8 quarantined · " in summary and "**" not in summary
 
         # The global language filter, then a sidebar link: the filter holds on the next page
         # (and, as Streamlit keeps the session per tab, on a reload too: so this comes last).
@@ -98,6 +101,8 @@ def test_every_page_in_headless_chromium(expected: dict) -> None:
             timeout=60_000,
         )
         wait_rendered(page, charts=1)  # no quarantined row is in Hindi: one chart left
+        summary = page.locator(".st-key-overview-summary").inner_text()
+        assert summary.startswith("39 examples in 1 language · ")  # follows the filter
         page.locator("[data-testid='stSidebar'] a", has_text="Selection").click()
         page.wait_for_url("**/Selection")
         wait_rendered(page, charts=3)

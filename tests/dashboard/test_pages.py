@@ -85,6 +85,16 @@ def test_overview_numbers_match_the_store(project: dict) -> None:
     assert table.loc["xx-notalanguage", "quarantined"] == 1  # read from the rejected row
     assert charts(at) == 2
     assert not at.error
+    # The first line of the page repeats the figures as plain Markdown (it paints first).
+    nightly = (
+        "no nightly run recorded yet"
+        if project["nightly"] is None
+        else "last nightly run finished, started 11-02 01:00 UTC"
+    )
+    assert at.markdown[0].value == (
+        f"**322** examples in **8** languages · **{project['labeled']}** labeled · "
+        f"**{project['in_label_studio']}** in Label Studio · **8** quarantined · {nightly}"
+    )
     if project["nightly"] is not None:
         assert shown["Status"] == "finished"
         assert shown["Started (UTC)"] == "11-02 01:00"
@@ -326,6 +336,10 @@ def test_empty_store_shows_empty_states(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("CURATE_STORE", str(tmp_path / "store"))
     at = run()
     assert metrics(at)["Pool size"] == "0"
+    assert at.markdown[0].value == (
+        "**0** examples in **0** languages · **0** labeled · **0** in Label Studio · "
+        "**0** quarantined · no nightly run recorded yet"
+    )
     assert any("no examples yet" in i.value for i in at.info)
     for page in PAGES:
         at = run(page, at)
