@@ -444,8 +444,8 @@ def trace(config: str) -> dict:
         "last_websocket_frame_s": round(max(frames), 3),
         "static_files_before_metric": len(before),
         "last_static_file_before_metric_s": round(max(before), 3),
-        "first_number_s": round(first_number, 3),
-        "first_metric_s": round(first_metric, 3),
+        "first_number_polled_s": round(first_number, 3),
+        "first_metric_polled_s": round(first_metric, 3),
         "element_first_in_dom_ms": {kind: appeared.get(kind) for kind in ELEMENT_KINDS},
     }
 
