@@ -26,6 +26,7 @@ Two measurements, each in fresh processes:
     python benchmarks/dashboard_first_paint.py              # builds the store in a temp folder
     python benchmarks/dashboard_first_paint.py --keep /tmp/big --repeats 3
     python benchmarks/dashboard_first_paint.py --keep /tmp/big --trace   # where the time goes
+    python benchmarks/dashboard_first_paint.py --keep /tmp/big --pages   # every page
 
 Writes benchmarks/results/dashboard_first_paint.json and prints the same JSON.
 """
@@ -288,10 +289,15 @@ PAINT_RECORDER = """
   const ready = {
     first_number: () => document.querySelector(targets.first_number),
     metric_tiles: () => document.querySelector("[data-testid='stMetricValue']"),
-    complete: () =>
-      document.querySelector("[data-testid='stApp'][data-test-script-state='notRunning'] h1") &&
-      document.querySelectorAll("[data-testid='stVegaLiteChart'] canvas, " +
-        "[data-testid='stVegaLiteChart'] svg.marks").length >= targets.charts,
+    // Every chart on the page drawn (and at least `charts` of them), the script run over.
+    complete: () => {
+      if (!document.querySelector(
+        "[data-testid='stApp'][data-test-script-state='notRunning'] h1")) return false;
+      const charts = document.querySelectorAll("[data-testid='stVegaLiteChart']");
+      const drawn = document.querySelectorAll("[data-testid='stVegaLiteChart'] canvas, " +
+        "[data-testid='stVegaLiteChart'] svg.marks");
+      return charts.length >= targets.charts && drawn.length >= charts.length;
+    },
   };
   const seen = new Set();
   const check = () => {
@@ -386,6 +392,34 @@ def browser(config: str, store: Path) -> dict:
     return out
 
 
+def every_page(config: str) -> dict:
+    """Each page opened directly by a new browser (warm server), then in a second tab of that
+    browser (static files cached, as when a data lead moves between pages): its title, its
+    first metric tile and the whole page (every chart drawn), painted."""
+    from tests.dashboard.browser_support import PAGES, chromium, dashboard_server
+
+    out: dict = {}
+
+    def timed(page, url: str, label: str) -> None:
+        page.add_init_script(
+            f"({PAINT_RECORDER})({json.dumps({'first_number': 'h1', 'charts': 1})})"
+        )
+        page.goto(url, wait_until="commit")
+        for name, seconds in painted(page, charts=1).items():
+            out[f"{label}_{'title' if name == 'first_number' else name}_s"] = seconds
+
+    with dashboard_server({"CURATE_CONFIG": config}) as url:
+        for path, _, _ in PAGES:  # warm the server's caches first
+            with chromium() as page:
+                page.goto(url + path)
+                page.wait_for_selector("[data-testid='stMetricValue']", timeout=120_000)
+        for path, title, _ in PAGES:
+            with chromium() as page:
+                timed(page, url + path, f"{title.lower()}_new_browser")
+                timed(page.context.new_page(), url + path, f"{title.lower()}_second_tab")
+    return out
+
+
 # Records, in the page, when an element of each kind first entered the DOM (ms since navigation).
 APPEARED = """
 window.__appeared = {};
@@ -463,6 +497,12 @@ def main() -> None:
         action="store_true",
         help="only trace one warm visit (WebSocket frames, static files) and print it",
     )
+    parser.add_argument(
+        "--pages",
+        action="store_true",
+        help="only time every page (new browser, then a second tab); "
+        "writes benchmarks/results/dashboard_pages.json",
+    )
     args = parser.parse_args()
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="dashboard-bench-"))
@@ -479,6 +519,20 @@ def main() -> None:
     config = setup["config"]
     if args.trace:
         print(json.dumps({"setup": setup, "trace": trace(config)}, indent=2))
+        return
+    if args.pages:
+        runs = [every_page(config) for _ in range(args.repeats)]
+        result = {
+            "benchmark": "dashboard_pages",
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": {"cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0]},
+            "setup": setup,
+            "median": {key: statistics.median(r[key] for r in runs) for key in runs[0]},
+            "runs": runs,
+        }
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "dashboard_pages.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
         return
     runs = [apptest(config) for _ in range(args.repeats)]
     summary = {
