@@ -528,15 +528,17 @@ def duration_text(started: Any, finished: Any) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-_MARKDOWN_SPECIALS = str.maketrans({c: "\\" + c for c in "\\`*_{}[]<>()#+-.!|~$"})
+# Markdown that acts mid-line (emphasis, code, links, HTML, tables, strike-through, maths).
+# `#`, `-`, `+`, `1.` act only at the start of a line; the summary's store values never start one.
+_MARKDOWN_SPECIALS = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|~$"})
 
 
 def overview_summary(
     totals: Mapping[str, int], *, languages: int, run: Mapping[str, Any] | None
 ) -> str:
     """The Overview's first line, in Markdown: the pool figures the tiles below repeat, and the
-    last nightly run. Only numbers are bold; the run's status (a store value) is escaped, so it
-    shows literally."""
+    last nightly run. Only numbers are bold; the run's status and start (store values) are
+    escaped, so they show literally."""
     parts = [
         f"**{totals['pool']:,}** examples in **{languages:,}** "
         + ("language" if languages == 1 else "languages"),
@@ -548,5 +550,13 @@ def overview_summary(
         parts.append("no nightly run recorded yet")
     else:
         status = str(run.get("status") or "unknown").translate(_MARKDOWN_SPECIALS)
-        parts.append(f"last nightly run {status}, started {short_time(run.get('started_at'))} UTC")
+        started = run.get("started_at")
+        parts.append(
+            f"last nightly run {status}"
+            + (
+                f", started {short_time(started).translate(_MARKDOWN_SPECIALS)} UTC"
+                if started
+                else ""
+            )
+        )
     return " · ".join(parts)

@@ -185,5 +185,9 @@ def test_overview_summary_line_is_markdown_with_only_numbers_bold() -> None:
     # A status is a store value: Markdown and HTML in it are escaped, so they show literally.
     odd = {"status": "<b>*done*</b>", "started_at": None}
     assert analysis.overview_summary(totals, languages=2, run=odd).endswith(
-        "last nightly run \\<b\\>\\*done\\*\\</b\\>, started — UTC"
+        " · last nightly run \\<b\\>\\*done\\*\\</b\\>"
+    )
+    unparsable = {"status": "failed", "started_at": "_yesterday_"}
+    assert analysis.overview_summary(totals, languages=2, run=unparsable).endswith(
+        " · last nightly run failed, started \\_yesterday\\_ UTC"
     )
