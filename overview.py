@@ -25,17 +25,14 @@ if ctx.ready:
         for c in ("pool", "labeled", "in_label_studio", "selected", "embedded", "quarantined")
     }
 
+    languages = int((per_language["pool"] > 0).sum())
     run = ctx.load("last_nightly_run")
     # The figures first as one line of Markdown. Metric tiles, charts and grids are lazily
     # loaded front-end components, which Streamlit reveals together once all their code has
     # loaded: for a browser without Streamlit in its cache, ~1 s after plain text paints
     # (BENCHMARKS.md, "Dashboard first paint"). The key gives the line a stable CSS class.
     with st.container(key="overview-summary"):
-        st.markdown(
-            analysis.overview_summary(
-                totals, languages=int((per_language["pool"] > 0).sum()), run=run
-            )
-        )
+        st.markdown(analysis.overview_summary(totals, languages=languages, run=run))
 
     with dui.section("Pool", sources=["examples", "labels", "tasks", "quarantine"]):
         columns = st.columns(4)
@@ -75,7 +72,7 @@ if ctx.ready:
             dui.fmt_int(data["totals"]["duplicates"]),
             help="Later rows whose text was already stored (`duplicates`); all languages.",
         )
-        more[3].metric("Languages", dui.fmt_int(len(per_language[per_language["pool"] > 0])))
+        more[3].metric("Languages", dui.fmt_int(languages))
 
         if per_language.empty:
             dui.empty("The store holds no examples yet: run `curate ingest FILES`.")
