@@ -35,44 +35,46 @@ if ctx.ready:
         st.markdown(analysis.overview_summary(totals, languages=languages, run=run))
 
     with dui.section("Pool", sources=["examples", "labels", "tasks", "quarantine"]):
-        columns = st.columns(4)
-        columns[0].metric(
-            "Pool size",
-            dui.fmt_int(totals["pool"]),
-            help="Distinct examples in the store (`examples`).",
+        dui.metric_row(
+            (
+                "Pool size",
+                dui.fmt_int(totals["pool"]),
+                "Distinct examples in the store (`examples`).",
+            ),
+            (
+                "Labeled",
+                dui.fmt_int(totals["labeled"]),
+                "Examples with a current verified label (`labels`).",
+            ),
+            (
+                "In Label Studio",
+                dui.fmt_int(totals["in_label_studio"]),
+                "Pushed to Label Studio (`tasks`) and not labeled yet.",
+            ),
+            (
+                "Quarantined",
+                dui.fmt_int(totals["quarantined"]),
+                "Rejected rows (`quarantine`), by the language written in the row.",
+            ),
         )
-        columns[1].metric(
-            "Labeled",
-            dui.fmt_int(totals["labeled"]),
-            help="Examples with a current verified label (`labels`).",
+        dui.metric_row(
+            (
+                "Embedded",
+                dui.fmt_int(totals["embedded"]),
+                "Examples with a cached vector (`embeddings`).",
+            ),
+            (
+                "Ever selected",
+                dui.fmt_int(totals["selected"]),
+                "Examples chosen in any selection round (`round_items`).",
+            ),
+            (
+                "Exact duplicates linked",
+                dui.fmt_int(data["totals"]["duplicates"]),
+                "Later rows whose text was already stored (`duplicates`); all languages.",
+            ),
+            ("Languages", dui.fmt_int(languages)),
         )
-        columns[2].metric(
-            "In Label Studio",
-            dui.fmt_int(totals["in_label_studio"]),
-            help="Pushed to Label Studio (`tasks`) and not labeled yet.",
-        )
-        columns[3].metric(
-            "Quarantined",
-            dui.fmt_int(totals["quarantined"]),
-            help="Rejected rows (`quarantine`), by the language written in the row.",
-        )
-        more = st.columns(4)
-        more[0].metric(
-            "Embedded",
-            dui.fmt_int(totals["embedded"]),
-            help="Examples with a cached vector (`embeddings`).",
-        )
-        more[1].metric(
-            "Ever selected",
-            dui.fmt_int(totals["selected"]),
-            help="Examples chosen in any selection round (`round_items`).",
-        )
-        more[2].metric(
-            "Exact duplicates linked",
-            dui.fmt_int(data["totals"]["duplicates"]),
-            help="Later rows whose text was already stored (`duplicates`); all languages.",
-        )
-        more[3].metric("Languages", dui.fmt_int(languages))
 
         if per_language.empty:
             dui.empty("The store holds no examples yet: run `curate ingest FILES`.")
@@ -136,27 +138,28 @@ if ctx.ready:
         runs = [analysis.run_summary(r) for r in ctx.load("training_runs")]
         gpu = sum(s["gpu_minutes"] or 0 for s in runs)
         gpu_known = any(s["gpu_minutes"] is not None for s in runs)
-        columns = st.columns(4)
-        columns[0].metric(
-            "Labels bought",
-            dui.fmt_int(bought),
-            help="Labels from Label Studio or adjudication (`labels`, source "
-            "other than import); all languages.",
-        )
-        columns[1].metric(
-            "Annotations",
-            dui.fmt_int(ctx.load("annotation_count")),
-            help="Valid annotations pulled from Label Studio (`annotations`).",
-        )
-        columns[2].metric(
-            "Labels requested",
-            dui.fmt_int(ctx.load("round_budgets")),
-            help="Sum of the budgets of all selection rounds (`selection_rounds`).",
-        )
-        columns[3].metric(
-            "GPU minutes",
-            dui.fmt_float(gpu, 1) if gpu_known else "—",
-            help="Sum over training runs of the GPU time they recorded (`training_runs.metrics`).",
+        dui.metric_row(
+            (
+                "Labels bought",
+                dui.fmt_int(bought),
+                "Labels from Label Studio or adjudication (`labels`, source "
+                "other than import); all languages.",
+            ),
+            (
+                "Annotations",
+                dui.fmt_int(ctx.load("annotation_count")),
+                "Valid annotations pulled from Label Studio (`annotations`).",
+            ),
+            (
+                "Labels requested",
+                dui.fmt_int(ctx.load("round_budgets")),
+                "Sum of the budgets of all selection rounds (`selection_rounds`).",
+            ),
+            (
+                "GPU minutes",
+                dui.fmt_float(gpu, 1) if gpu_known else "—",
+                "Sum over training runs of the GPU time they recorded (`training_runs.metrics`).",
+            ),
         )
         if caps["labels"]:
             st.progress(
@@ -187,15 +190,16 @@ if ctx.ready:
             dui.empty("No nightly run recorded yet (`curate run` writes the `runs` table).")
         else:
             started, finished = run.get("started_at"), run.get("finished_at")
-            columns = st.columns(4)
-            columns[0].metric("Status", str(run.get("status")))
-            columns[1].metric(
-                "Started (UTC)",
-                analysis.short_time(started),
-                help="Month-day hour:minute; the full timestamps are under the tiles.",
+            dui.metric_row(
+                ("Status", str(run.get("status"))),
+                (
+                    "Started (UTC)",
+                    analysis.short_time(started),
+                    "Month-day hour:minute; the full timestamps are under the tiles.",
+                ),
+                ("Took", analysis.duration_text(started, finished)),
+                ("Runs recorded", dui.fmt_int(run.get("total_runs"))),
             )
-            columns[2].metric("Took", analysis.duration_text(started, finished))
-            columns[3].metric("Runs recorded", dui.fmt_int(run.get("total_runs")))
             # Full timestamps as plain text: metric tiles are too narrow for ISO 8601.
             st.text(
                 f"run {run.get('id')}: {started or '—'} -> {finished or 'not finished'}"

@@ -224,6 +224,13 @@ def fmt_pct(value: Any, digits: int = 1) -> str:
     return f"{100 * float(value):.{digits}f}%"
 
 
+def metric_row(*tiles: tuple[str, str] | tuple[str, str, str | None]) -> None:
+    """Metric tiles side by side, one equal column each: ``(label, value)`` or
+    ``(label, value, help)``."""
+    for column, (label, value, *help_text) in zip(st.columns(len(tiles)), tiles, strict=True):
+        column.metric(label, value, help=help_text[0] if help_text else None)
+
+
 def table(data: pd.DataFrame, **kwargs: Any) -> None:
     """A sortable table; text cells are shown as text."""
     st.dataframe(data, hide_index=True, width="stretch", **kwargs)

@@ -20,11 +20,12 @@ if ctx.ready:
             dui.empty("No selection round yet: run `curate select`.")
         else:
             per_language = ctx.keep(ctx.load("round_language_counts"))
-            columns = st.columns(4)
-            columns[0].metric("Rounds", dui.fmt_int(len(rounds)))
-            columns[1].metric("Examples selected", dui.fmt_int(per_language["selected"].sum()))
-            columns[2].metric("Random control", dui.fmt_int(per_language["control"].sum()))
-            columns[3].metric("Latest round", f"#{int(rounds['round'].iloc[-1])}")
+            dui.metric_row(
+                ("Rounds", dui.fmt_int(len(rounds))),
+                ("Examples selected", dui.fmt_int(per_language["selected"].sum())),
+                ("Random control", dui.fmt_int(per_language["control"].sum())),
+                ("Latest round", f"#{int(rounds['round'].iloc[-1])}"),
+            )
             dui.chart(
                 alt.Chart(per_language, title="Examples selected per round and language")
                 .mark_bar()
@@ -85,14 +86,17 @@ if ctx.ready:
                     lambda c: ("random control" if c else "strategy") in kinds
                 )
                 items = items[keep]
-                columns = st.columns(4)
-                columns[0].metric("Examples shown", dui.fmt_int(len(items)))
-                columns[1].metric("Languages", dui.fmt_int(items["language"].nunique()))
-                columns[2].metric(
-                    "Mean score",
-                    dui.fmt_float(items["score"].mean()) if items["score"].notna().any() else "—",
+                dui.metric_row(
+                    ("Examples shown", dui.fmt_int(len(items))),
+                    ("Languages", dui.fmt_int(items["language"].nunique())),
+                    (
+                        "Mean score",
+                        dui.fmt_float(items["score"].mean())
+                        if items["score"].notna().any()
+                        else "—",
+                    ),
+                    ("Labeled since", dui.fmt_int(items["label_now"].notna().sum())),
                 )
-                columns[3].metric("Labeled since", dui.fmt_int(items["label_now"].notna().sum()))
                 if items.empty:
                     dui.empty("No pick of this round matches the filters.")
                 else:
@@ -114,10 +118,11 @@ if ctx.ready:
                         dui.empty("This round stored no allocation decision.")
                     else:
                         decided = ctx.keep(decision["table"])
-                        columns = st.columns(3)
-                        columns[0].metric("Method", str(decision.get("method") or "—"))
-                        columns[1].metric("Budget", dui.fmt_int(decision.get("budget")))
-                        columns[2].metric("Allocated", dui.fmt_int(decision.get("total")))
+                        dui.metric_row(
+                            ("Method", str(decision.get("method") or "—")),
+                            ("Budget", dui.fmt_int(decision.get("budget"))),
+                            ("Allocated", dui.fmt_int(decision.get("total"))),
+                        )
                         if not decided.empty:
                             dui.chart(
                                 alt.Chart(decided, title="Budget per language")

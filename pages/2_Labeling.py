@@ -16,22 +16,23 @@ if ctx.ready:
         if progress.empty:
             dui.empty("Nothing pushed to Label Studio yet: run `curate push`.")
         else:
-            columns = st.columns(4)
-            columns[0].metric("Tasks pushed", dui.fmt_int(progress["pushed"].sum()))
-            columns[1].metric(
-                "Annotated",
-                dui.fmt_int(progress["annotated"].sum()),
-                help="Tasks with at least one valid annotation.",
-            )
-            columns[2].metric(
-                "Labeled",
-                dui.fmt_int(progress["labeled"].sum()),
-                help="Pushed examples that have a resolved label.",
-            )
-            columns[3].metric(
-                "Waiting",
-                dui.fmt_int(progress["pending"].sum()),
-                help="Pushed examples with no resolved label yet.",
+            dui.metric_row(
+                ("Tasks pushed", dui.fmt_int(progress["pushed"].sum())),
+                (
+                    "Annotated",
+                    dui.fmt_int(progress["annotated"].sum()),
+                    "Tasks with at least one valid annotation.",
+                ),
+                (
+                    "Labeled",
+                    dui.fmt_int(progress["labeled"].sum()),
+                    "Pushed examples that have a resolved label.",
+                ),
+                (
+                    "Waiting",
+                    dui.fmt_int(progress["pending"].sum()),
+                    "Pushed examples with no resolved label yet.",
+                ),
             )
             long = progress.assign(
                 **{
@@ -87,11 +88,12 @@ if ctx.ready:
             )
         else:
             overall = analysis.agreement_scores(analysis.item_counts(annotations))
-            columns = st.columns(4)
-            columns[0].metric("Items with overlap", dui.fmt_int(overall["items"]))
-            columns[1].metric("Krippendorff's alpha", dui.fmt_float(overall["alpha"]))
-            columns[2].metric("Fleiss' kappa", dui.fmt_float(overall["kappa"]))
-            columns[3].metric("Percent agreement", dui.fmt_pct(overall["percent"]))
+            dui.metric_row(
+                ("Items with overlap", dui.fmt_int(overall["items"])),
+                ("Krippendorff's alpha", dui.fmt_float(overall["alpha"])),
+                ("Fleiss' kappa", dui.fmt_float(overall["kappa"])),
+                ("Percent agreement", dui.fmt_pct(overall["percent"])),
+            )
             long = agreement.melt(
                 id_vars="language",
                 value_vars=["alpha", "kappa", "percent"],
@@ -142,16 +144,18 @@ if ctx.ready:
         if stats.empty:
             dui.empty("No annotation pulled yet: run `curate pull`.")
         else:
-            columns = st.columns(3)
-            columns[0].metric("Annotators", dui.fmt_int(len(stats)))
-            columns[1].metric(
-                "Median seconds per annotation", dui.fmt_float(annotations["lead_time"].median(), 1)
-            )
             answered = int(stats["gold_items"].fillna(0).sum())
             correct = float(
                 (stats["gold_accuracy"].fillna(0) * stats["gold_items"].fillna(0)).sum()
             )
-            columns[2].metric("Gold accuracy", dui.fmt_pct(correct / answered) if answered else "—")
+            dui.metric_row(
+                ("Annotators", dui.fmt_int(len(stats))),
+                (
+                    "Median seconds per annotation",
+                    dui.fmt_float(annotations["lead_time"].median(), 1),
+                ),
+                ("Gold accuracy", dui.fmt_pct(correct / answered) if answered else "—"),
+            )
             dui.table(
                 stats,
                 column_config={

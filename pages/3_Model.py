@@ -122,18 +122,19 @@ if ctx.ready:
         if gap is None:
             dui.empty("No per-language score to compare yet.")
         else:
-            columns = st.columns(4)
-            columns[0].metric("Worst language", str(gap["worst_language"]))
-            columns[1].metric("Worst-language macro-F1", dui.fmt_float(gap["worst_f1"]))
-            columns[2].metric(
-                "Gap to the mean",
-                dui.fmt_float(gap["gap_to_mean"]),
-                help="Mean over languages minus the worst language.",
-            )
-            columns[3].metric(
-                "Gap to the best",
-                dui.fmt_float(gap["gap_to_best"]),
-                help="Best language minus the worst.",
+            dui.metric_row(
+                ("Worst language", str(gap["worst_language"])),
+                ("Worst-language macro-F1", dui.fmt_float(gap["worst_f1"])),
+                (
+                    "Gap to the mean",
+                    dui.fmt_float(gap["gap_to_mean"]),
+                    "Mean over languages minus the worst language.",
+                ),
+                (
+                    "Gap to the best",
+                    dui.fmt_float(gap["gap_to_best"]),
+                    "Best language minus the worst.",
+                ),
             )
             st.text(f"from {origin}; best language {gap['best_language']}")
 
@@ -177,17 +178,18 @@ if ctx.ready:
             dui.empty("No training run yet: run `curate train`.")
         else:
             last = summaries[-1]
-            columns = st.columns(4)
-            columns[0].metric("Runs", dui.fmt_int(len(runs)))
-            columns[1].metric(
-                "Trainable parameters (latest)",
-                dui.fmt_int(last["trainable_params"]),
-                help=None
-                if last["trainable_share"] is None
-                else f"{last['trainable_share']:.2%} of {int(last['total_params']):,}",
+            dui.metric_row(
+                ("Runs", dui.fmt_int(len(runs))),
+                (
+                    "Trainable parameters (latest)",
+                    dui.fmt_int(last["trainable_params"]),
+                    None
+                    if last["trainable_share"] is None
+                    else f"{last['trainable_share']:.2%} of {int(last['total_params']):,}",
+                ),
+                ("Peak memory MB (latest)", dui.fmt_float(last["peak_memory_mb"], 0)),
+                ("Wall time s (latest)", dui.fmt_float(last["wall_seconds"], 0)),
             )
-            columns[2].metric("Peak memory MB (latest)", dui.fmt_float(last["peak_memory_mb"], 0))
-            columns[3].metric("Wall time s (latest)", dui.fmt_float(last["wall_seconds"], 0))
             cost = (
                 runs.assign(run=range(1, len(runs) + 1))
                 .melt(

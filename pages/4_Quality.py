@@ -22,10 +22,11 @@ if ctx.ready:
                 if ctx.selected
                 else data["by_reason"]
             )
-            columns = st.columns(3)
-            columns[0].metric("Quarantined rows", dui.fmt_int(by_reason["rows"].sum()))
-            columns[1].metric("Reasons", dui.fmt_int(len(by_reason)))
-            columns[2].metric("Files", dui.fmt_int(rows["file"].nunique()))
+            dui.metric_row(
+                ("Quarantined rows", dui.fmt_int(by_reason["rows"].sum())),
+                ("Reasons", dui.fmt_int(len(by_reason))),
+                ("Files", dui.fmt_int(rows["file"].nunique())),
+            )
             dui.chart(
                 alt.Chart(by_reason, title="Quarantined rows by reason")
                 .mark_bar(color="#c62828")
@@ -63,10 +64,12 @@ if ctx.ready:
         if clusters.empty:
             dui.empty("No exact duplicate was seen at ingest.")
         else:
-            columns = st.columns(2)
-            columns[0].metric("Texts seen more than once", dui.fmt_int(len(clusters)))
-            columns[1].metric(
-                "Duplicate rows linked", dui.fmt_int(int(clusters["copies"].sum() - len(clusters)))
+            dui.metric_row(
+                ("Texts seen more than once", dui.fmt_int(len(clusters))),
+                (
+                    "Duplicate rows linked",
+                    dui.fmt_int(int(clusters["copies"].sum() - len(clusters))),
+                ),
             )
             dui.table(clusters, column_config={"text": st.column_config.TextColumn(width="large")})
 
@@ -101,10 +104,11 @@ if ctx.ready:
                 max_vectors=int(scan),
             )
             members = near["members"]
-            columns = st.columns(3)
-            columns[0].metric("Clusters", dui.fmt_int(near["clusters"]))
-            columns[1].metric("Examples in clusters", dui.fmt_int(len(members)))
-            columns[2].metric("Vectors scanned", dui.fmt_int(near["scanned"]))
+            dui.metric_row(
+                ("Clusters", dui.fmt_int(near["clusters"])),
+                ("Examples in clusters", dui.fmt_int(len(members))),
+                ("Vectors scanned", dui.fmt_int(near["scanned"])),
+            )
             if near["scanned"] < near["total"]:
                 st.caption(
                     f"A seeded sample of {near['scanned']:,} of {near['total']:,} vectors "
@@ -131,13 +135,14 @@ if ctx.ready:
             else detection["summary"]
         )
         by_source = detection["by_source"]
-        columns = st.columns(3)
-        columns[0].metric("Given by the data", dui.fmt_int(by_source.get("given", 0)))
-        columns[1].metric("Detected", dui.fmt_int(by_source.get("detected", 0)))
-        columns[2].metric(
-            "Undetermined (und)",
-            dui.fmt_int(by_source.get("undetermined", 0)),
-            help="Detection below [languages] min_confidence: stored as `und`.",
+        dui.metric_row(
+            ("Given by the data", dui.fmt_int(by_source.get("given", 0))),
+            ("Detected", dui.fmt_int(by_source.get("detected", 0))),
+            (
+                "Undetermined (und)",
+                dui.fmt_int(by_source.get("undetermined", 0)),
+                "Detection below [languages] min_confidence: stored as `und`.",
+            ),
         )
         if summary.empty:
             dui.empty("Every language was given by the data: nothing was detected.")
