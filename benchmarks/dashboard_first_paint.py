@@ -317,7 +317,14 @@ PAINT_RECORDER = """
 PAINTED = ("first_number", "metric_tiles", "complete")
 
 
-def painted(page, *, charts: int) -> dict[str, float]:
+def record_paint(page, *, first_number: str, charts: int) -> None:
+    """Before the page loads: record when `first_number` (a CSS selector), the first metric
+    tile and the complete page (at least `charts` charts) are painted; see `painted`."""
+    targets = {"first_number": first_number, "charts": charts}
+    page.add_init_script(f"({PAINT_RECORDER})({json.dumps(targets)})")
+
+
+def painted(page) -> dict[str, float]:
     """Seconds from navigation until each target was painted; waits for all of them."""
     page.wait_for_function(
         f"() => window.__painted && {' && '.join(f'window.__painted.{n}' for n in PAINTED)}",
@@ -334,15 +341,13 @@ def browser(config: str, store: Path) -> dict:
     out: dict = {}
 
     def timed(page, label: str, *, charts: int = 2) -> None:
-        page.add_init_script(
-            f"({PAINT_RECORDER})({json.dumps({'first_number': SUMMARY, 'charts': charts})})"
-        )
+        record_paint(page, first_number=SUMMARY, charts=charts)
         start = time.perf_counter()
         page.goto(url + "/", wait_until="commit")
         # The earlier way, kept for comparison: Playwright polls until a tile is visible.
         page.wait_for_selector("[data-testid='stMetricValue']", timeout=120_000)
         out[f"{label}_metric_tiles_polled_s"] = round(time.perf_counter() - start, 3)
-        for name, seconds in painted(page, charts=charts).items():
+        for name, seconds in painted(page).items():
             out[f"{label}_{name}_s"] = seconds
 
     def visit(label: str, *, returning: bool = False) -> None:
@@ -401,11 +406,9 @@ def every_page(config: str) -> dict:
     out: dict = {}
 
     def timed(page, url: str, label: str) -> None:
-        page.add_init_script(
-            f"({PAINT_RECORDER})({json.dumps({'first_number': 'h1', 'charts': 1})})"
-        )
+        record_paint(page, first_number="h1", charts=1)
         page.goto(url, wait_until="commit")
-        for name, seconds in painted(page, charts=1).items():
+        for name, seconds in painted(page).items():
             out[f"{label}_{'title' if name == 'first_number' else name}_s"] = seconds
 
     with dashboard_server({"CURATE_CONFIG": config}) as url:
