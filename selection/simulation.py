@@ -142,8 +142,8 @@ def simulate(
         bar = tqdm(
             total=n_seeds * len(resolved) * rounds,
             desc="simulate",
+            unit=" rounds",
             file=sys.stderr,
-            leave=False,
         )
 
     curves: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in names}
@@ -154,6 +154,8 @@ def simulate(
             labeled = np.zeros(n, dtype=bool)
             labeled[seed_set] = True
             curve: list[dict[str, Any]] = []
+            if bar is not None:
+                bar.set_postfix_str(f"seed {k + 1}/{n_seeds}, {name}", refresh=False)
             for r in range(rounds + 1):
                 model = factory(labels)
                 lab_idx = np.flatnonzero(labeled)

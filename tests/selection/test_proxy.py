@@ -75,7 +75,7 @@ def test_version_depends_on_ids_labels_and_params() -> None:
 def test_predict_before_fit() -> None:
     with pytest.raises(RuntimeError):
         LogisticProxy(["a", "b"]).predict_proba(np.zeros((1, 2)))
-    assert "C=1.0" in repr(LogisticProxy())
+    assert "C='auto'" in repr(LogisticProxy())
 
 
 def test_chunked_prediction_equals_one_call(monkeypatch) -> None:
@@ -89,3 +89,49 @@ def test_chunked_prediction_equals_one_call(monkeypatch) -> None:
     assert np.allclose(m.predict_proba(X), whole, atol=1e-6)
     rows = np.array([89, 0, 45, 3, 3, 60, 12, 88, 1])
     assert np.allclose(_predict_rows(m, X, rows), whole[rows], atol=1e-6)
+
+
+def test_auto_C_is_chosen_by_cross_validation_from_the_grid() -> None:
+    # Two overlapping classes in 20 dimensions, 18 of them noise: the cross-validated log loss
+    # prefers strong regularization over a near-unregularized fit.
+    rng = np.random.default_rng(3)
+    y = rng.choice(["a", "b"], size=120)
+    X = rng.normal(size=(120, 20))
+    X[:, 0] += np.where(y == "a", 0.8, -0.8)
+    proxy = LogisticProxy(Cs=(0.01, 1000.0)).fit(X, y)
+    assert proxy.C == "auto" and proxy.C_ == 0.01
+    # the chosen value is the one a fixed-C fit would use: same probabilities
+    fixed = LogisticProxy(C=0.01).fit(X, y)
+    np.testing.assert_allclose(proxy.predict_proba(X), fixed.predict_proba(X), atol=1e-9)
+    # separable, well-sampled classes: weak regularization wins
+    X2, y2 = _data()
+    assert LogisticProxy(Cs=(0.001, 100.0)).fit(X2, y2).C_ == 100.0
+
+
+def test_auto_C_falls_back_when_a_class_is_too_rare_to_cross_validate() -> None:
+    X, y = _data()
+    y = y.copy()
+    y[0] = "rare"
+    proxy = LogisticProxy(Cs=(0.01, 100.0)).fit(X, y)
+    from selection.proxy import FALLBACK_C
+
+    assert proxy.C_ == FALLBACK_C
+    assert LogisticProxy(C=5.0).fit(X, y).C_ == 5.0
+
+
+def test_auto_C_settings_are_validated_and_shown() -> None:
+    with pytest.raises(ValueError, match="C must be a positive number or 'auto'"):
+        LogisticProxy(C=0)
+    with pytest.raises(ValueError, match="Cs must be positive"):
+        LogisticProxy(Cs=())
+    with pytest.raises(ValueError, match="cv_folds must be >= 2"):
+        LogisticProxy(cv_folds=1)
+    assert repr(LogisticProxy(["a", "b"], Cs=(1.0, 10.0))) == (
+        "LogisticProxy(labels=('a', 'b'), C='auto', Cs=(1.0, 10.0), cv_folds=3, "
+        "scoring='neg_log_loss', max_iter=1000, class_weight=None, random_state=0)"
+    )
+    # the search settings are part of the version: another grid is another proxy
+    X, y = _data()
+    one = LogisticProxy(Cs=(1.0, 10.0)).fit(X, y).version
+    two = LogisticProxy(Cs=(1.0, 30.0)).fit(X, y).version
+    assert one != two
