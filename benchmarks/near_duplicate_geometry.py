@@ -134,9 +134,31 @@ def e5_encoder() -> Callable[[list[str]], np.ndarray]:
     return lambda texts: np.asarray(model.passage(list(texts)), dtype=np.float32)
 
 
+def e5_torch_encoder(path: Path | None = None) -> Callable[[list[str]], np.ndarray]:
+    """curation.e5_convert's torch twin of the engine (the sentence-transformers / GPU path),
+    converted on first use (~470 MB) unless ``path`` names a converted folder."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(1)
+    if path is None:
+        from curation.e5_convert import materialize_e5
+
+        path = materialize_e5(progress=False)
+    model = SentenceTransformer(str(path), device="cpu")
+
+    def encode(texts: list[str]) -> np.ndarray:
+        inputs = ["passage: " + text for text in texts]
+        return np.asarray(model.encode(inputs, batch_size=64, normalize_embeddings=True))
+
+    return encode
+
+
 MODELS = {
     "minilm": ("sentence-transformers/all-MiniLM-L6-v2", minilm_encoder),
     "e5": ("multilingual-e5-small", e5_encoder),
+    # not in the default run: needs the converted folder
+    "e5-torch": ("multilingual-e5-small (torch twin)", e5_torch_encoder),
 }
 
 
@@ -461,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--umsab", type=Path, default=None, help="UMSAB jsonl (read in place)")
     parser.add_argument("--umsab-n", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--e5-torch-path", type=Path, default=None, help="converted e5 folder for e5-torch"
+    )
     args = parser.parse_args(argv)
 
     rows = load_parallel(args.data)
@@ -489,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models:
         model_name, factory = MODELS[name]
         start = time.perf_counter()
-        encode = factory()
+        encode = factory(args.e5_torch_path) if name == "e5-torch" else factory()
         unit = encode([r["text"] for r in rows])
         copy_unit = encode([c[2] for c in copies])
         res = {"model": model_name, **measure(rows, copies, unit, copy_unit, grid)}
