@@ -241,7 +241,6 @@ def test_parquet_and_csv_read_like_jsonl(tmp_path: Path) -> None:
     [
         ("missing.jsonl", None, "missing.jsonl: no such file"),
         ("nocol.csv", b"id,body\n1,hello\n", "nocol.csv: no 'text' column (columns: id, body)"),
-        ("empty.csv", b"", "empty.csv: empty file, no header row"),
         ("binary.jsonl", b"\x00\x01\x02garbage\n\x89PNG\n", "binary.jsonl: no readable record"),
         ("bad.parquet", b"PAR1 this is not parquet", "bad.parquet: not a readable Parquet file"),
     ],
