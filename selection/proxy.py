@@ -27,8 +27,11 @@ __all__ = ["LogisticProxy", "ProbabilityModel"]
 PREDICT_CHUNK = 65_536
 #: The grid ``C="auto"`` searches (inverse regularization strength, log-spaced).
 DEFAULT_CS: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
-#: C used when cross-validation is impossible (a class with fewer than 2 examples).
-FALLBACK_C = 1.0
+#: C used when cross-validation is impossible (fewer than two classes with 2+ examples). On
+#: unit-length sentence embeddings the cross-validated choice is large at small sizes (UMSAB on
+#: multilingual-e5: 23 at 100 labels, 10 at 500, 3 at 1,100), so a small fallback would be an
+#: over-regularized proxy exactly when labels are scarcest.
+FALLBACK_C = 10.0
 
 
 def _one_blas_thread() -> Any:
@@ -60,8 +63,8 @@ class LogisticProxy:
         labels: the fixed label order of the probability columns. If None, the sorted labels
             seen by the first ``fit`` are used and then kept.
         C: inverse regularisation strength, or "auto": chosen per fit by stratified
-            ``cv_folds``-fold cross-validation over ``Cs`` (``FALLBACK_C`` when a present class
-            has fewer than 2 examples).
+            ``cv_folds``-fold cross-validation over ``Cs`` on the classes with 2+ examples
+            (``FALLBACK_C`` when fewer than two classes have 2+ examples).
         Cs: the grid for ``C="auto"``.
         cv_folds: folds for ``C="auto"`` (fewer when the rarest class is smaller).
         scoring: what ``C="auto"`` maximizes (a scikit-learn scorer name).
@@ -180,8 +183,9 @@ class LogisticProxy:
         return self
 
     def choose_C(self, X: np.ndarray, y: Sequence[Any]) -> float:
-        """The grid value with the best cross-validated ``scoring`` (ties: the smaller C);
-        ``FALLBACK_C`` when a class has fewer than 2 examples. Does not fit the proxy."""
+        """The grid value with the best cross-validated ``scoring`` (ties: the smaller C) on the
+        classes with 2+ examples; ``FALLBACK_C`` when fewer than two such classes exist. Does
+        not fit the proxy."""
         import warnings
 
         X = np.asarray(X, dtype=np.float64)
@@ -189,10 +193,18 @@ class LogisticProxy:
         from sklearn.linear_model import LogisticRegressionCV
         from sklearn.model_selection import StratifiedKFold
 
-        _, counts = np.unique(y, return_counts=True)
-        folds = min(self.cv_folds, int(counts.min()))
-        if folds < 2:
+        # A class seen once cannot be stratified (nor validated); leave such classes out of the
+        # search rather than give up on it: in a many-class task with rare classes, singletons
+        # are the rule after a small seed set, and a fixed fallback C there is a much weaker
+        # proxy than the cross-validated one.
+        classes, counts = np.unique(y, return_counts=True)
+        searchable = classes[counts >= 2]
+        if len(searchable) < 2:
             return FALLBACK_C
+        if len(searchable) < len(classes):
+            rows = np.isin(y, searchable)
+            X, y = X[rows], y[rows]
+        folds = min(self.cv_folds, int(counts[counts >= 2].min()))
         search = LogisticRegressionCV(
             Cs=sorted(self.Cs),  # ascending: argmax breaks ties towards the smaller C
             cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state),

@@ -39,7 +39,11 @@ def evaluate(
     y: Sequence[Any],
     languages: Sequence[str],
 ) -> dict[str, Any]:
-    """Macro-F1 overall and per language, plus the worst language's macro-F1."""
+    """Macro-F1 overall and per language, plus the worst language's macro-F1.
+
+    A language's macro-F1 averages over the classes that occur in its test rows: in a task
+    whose classes are language-specific (intents of one market, language-tagged labels), a
+    class a language never has would otherwise count as an F1 of 0 there."""
     from sklearn.metrics import f1_score
 
     classes = list(model.classes_)
@@ -48,14 +52,18 @@ def evaluate(
     y_arr = np.asarray([str(v) for v in y], dtype=object)
     langs = np.asarray(languages, dtype=object)
 
-    def f1(mask: np.ndarray | slice) -> float:
+    def f1(mask: np.ndarray | slice, labels: list[str]) -> float:
         return float(
-            f1_score(y_arr[mask], pred[mask], labels=classes, average="macro", zero_division=0)
+            f1_score(y_arr[mask], pred[mask], labels=labels, average="macro", zero_division=0)
         )
 
-    per_language = {str(lang): f1(langs == lang) for lang in sorted(set(langs.tolist()))}
+    per_language = {}
+    for lang in sorted(set(langs.tolist())):
+        mask = langs == lang
+        present = [c for c in classes if c in set(y_arr[mask].tolist())]
+        per_language[str(lang)] = f1(mask, present or classes)
     return {
-        "macro_f1": f1(slice(None)),
+        "macro_f1": f1(slice(None), classes),
         "per_language": per_language,
         "worst_language_f1": min(per_language.values()) if per_language else float("nan"),
     }

@@ -13,7 +13,9 @@ def test_defaults_without_any_file() -> None:
     config = load_config()
     assert config == Config()
     assert config.store.path == Path("curation-data")
-    assert config.embedding.model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert config.embedding.model == "multilingual-e5-small"
+    assert config.embedding.backend == "auto" and config.embedding.threads is None
+    assert config.selection.max_similarity == "auto"
     assert config.embedding.dtype == "float32"
     assert config.labels.names is None
     assert config.languages.allowed is None

@@ -134,11 +134,11 @@ def test_model_keys_and_prefixes() -> None:
     assert is_e5(e5.model) and not is_e5("sentence-transformers/all-MiniLM-L6-v2")
     assert passage_prefix(e5) == "passage: " and query_prefix(e5) == "query: "
     assert model_key(e5) == "intfloat/multilingual-e5-small|prefix='passage: '"
-    plain = EmbeddingConfig()
+    plain = EmbeddingConfig(model="sentence-transformers/all-MiniLM-L6-v2")
     assert passage_prefix(plain) == "" and model_key(plain) == plain.model
     explicit = EmbeddingConfig(model="intfloat/multilingual-e5-small", text_prefix="")
     assert passage_prefix(explicit) == "" and model_key(explicit) == explicit.model
-    assert model_key(EmbeddingConfig(normalize=False)).endswith("|unnormalized")
+    assert model_key(EmbeddingConfig(model="x", normalize=False)).endswith("|unnormalized")
 
 
 def test_default_model_resolves_to_the_packaged_copy(tmp_path: Path) -> None:

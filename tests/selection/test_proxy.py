@@ -108,15 +108,23 @@ def test_auto_C_is_chosen_by_cross_validation_from_the_grid() -> None:
     assert LogisticProxy(Cs=(0.001, 100.0)).fit(X2, y2).C_ == 100.0
 
 
-def test_auto_C_falls_back_when_a_class_is_too_rare_to_cross_validate() -> None:
+def test_auto_C_leaves_singleton_classes_out_of_the_search() -> None:
     X, y = _data()
-    y = y.copy()
+    y = y.astype(object)
     y[0] = "rare"
-    proxy = LogisticProxy(Cs=(0.01, 100.0)).fit(X, y)
+    # the search runs on the classes it can stratify: the same choice as without the singleton
+    with_singleton = LogisticProxy(Cs=(0.001, 100.0)).fit(X, y)
+    assert with_singleton.C_ == LogisticProxy(Cs=(0.001, 100.0)).choose_C(X[1:], y[1:]) == 100.0
+    assert "rare" in with_singleton.classes_
+
+
+def test_auto_C_falls_back_when_fewer_than_two_classes_can_be_cross_validated() -> None:
     from selection.proxy import FALLBACK_C
 
-    assert proxy.C_ == FALLBACK_C
-    assert LogisticProxy(C=5.0).fit(X, y).C_ == 5.0
+    X, _ = _data()
+    y = np.array(["a"] * 10 + ["b", "c"])
+    assert LogisticProxy(Cs=(0.01, 100.0)).fit(X[:12], y).C_ == FALLBACK_C == 10.0
+    assert LogisticProxy(C=5.0).fit(X[:12], y).C_ == 5.0
 
 
 def test_auto_C_settings_are_validated_and_shown() -> None:
