@@ -10,7 +10,7 @@
 its language's adapter); without it every text goes through the shared adapter alone.
 Texts are tokenized once per call, sorted by length and run in batches; rows come back in the
 input order. `int8=True` merges the adapter into the backbone and applies dynamic int8
-quantization of the linear layers (CPU inference).
+quantization of the linear layers and weight-only int8 of the word embeddings (CPU inference).
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ class AdapterModel:
         )
 
     def to_int8(self) -> AdapterModel:
-        """Merged, then dynamic int8 quantization of every `nn.Linear` (CPU only)."""
+        """Merged, then int8 (:func:`training.deploy.quantize_int8`; CPU only)."""
         from training.deploy import quantize_int8
 
         if self.device != "cpu":

@@ -49,6 +49,7 @@ from training.metrics import BestTracker, summarize
 from training.model import (
     BuiltModel,
     build_model,
+    check_max_length,
     load_tokenizer,
     parameter_groups,
     save_model,
@@ -233,6 +234,7 @@ class Trainer:
 
         source = resolve_model_source(config.backbone)
         tokenizer = load_tokenizer(source)
+        check_max_length(config, source, tokenizer)  # before tokenizing the whole store
         self.data: TrainingData = build_training_data(
             self.store,
             config.data,
