@@ -11,6 +11,17 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
 UMSAB = REPO.parent / "shared" / "data" / "umsab"
 
+# One converted multilingual-e5-small per test session (~470 MB, ~10 s to build), shared by every
+# test and every `curate` child process; never the user's ~/.cache. CI may point it elsewhere.
+if "CURATE_MODEL_CACHE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _model_cache = tempfile.mkdtemp(prefix="curate-test-models-")
+    atexit.register(shutil.rmtree, _model_cache, True)
+    os.environ["CURATE_MODEL_CACHE"] = _model_cache
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

