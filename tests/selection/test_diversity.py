@@ -199,7 +199,7 @@ def test_hybrid_kmeans_variant_and_language_shares() -> None:
     langs = np.array(["en"] * 300 + ["hi"] * 100)
     lab = rng.normal(size=(40, 8)).astype("float32")
     for diversity in ("coverage", "kmeans"):
-        sel = get_strategy("hybrid", diversity=diversity).select(
+        sel = get_strategy("hybrid", diversity=diversity, language_balance="proportional").select(
             list(range(400)),
             20,
             probs=probs,
@@ -212,6 +212,31 @@ def test_hybrid_kmeans_variant_and_language_shares() -> None:
         assert sum(i < 300 for i in sel.ids) == 15
         assert sum(i >= 300 for i in sel.ids) == 5
         assert sel.reasons[0].startswith(("en share 15", "hi share 5"))
+    # the default splits by need: the languages' mean margin uncertainty
+    from selection.allocation import allocate
+    from selection.uncertainty import margin_scores
+
+    unc = margin_scores(probs)
+    expected = allocate(
+        20,
+        {"en": 300, "hi": 100},
+        method="need",
+        uncertainty={"en": float(unc[:300].mean()), "hi": float(unc[300:].mean())},
+    ).per_language
+    default = get_strategy("hybrid")
+    assert default.language_balance == "need"
+    sel = default.select(
+        list(range(400)),
+        20,
+        probs=probs,
+        embeddings=x,
+        labeled_embeddings=lab,
+        languages=langs,
+        rng=np.random.default_rng(0),
+    )
+    assert sum(i < 300 for i in sel.ids) == expected["en"]
+    assert sum(i >= 300 for i in sel.ids) == expected["hi"]
+    assert expected["en"] + expected["hi"] == 20 and expected["hi"] >= 9
     with pytest.raises(ValueError):
         get_strategy("hybrid", diversity="nope")
 
