@@ -25,8 +25,9 @@ class Hybrid(QueryStrategy):
          proxy's mean uncertainty per language; ``"proportional"`` to the unlabeled pool,
          ``"equal"``; see :func:`selection.allocation.allocate`) so that no language is starved
          by a shared model that is systematically less confident on some languages. "need"
-         won the imbalanced 24-class dev task 6 of 6 times (+0.017 AULC over random, median)
-         where "proportional" won 5 of 6 (+0.012), and tied on UMSAB (BENCHMARKS.md);
+         matches the nightly job's default allocation; on the dev tasks of BENCHMARKS.md it
+         and "proportional" are within the run-to-run noise of each other (about +-0.01
+         AULC), so the choice rests on that reason, not on a measured win;
       2. per language, keep the ``candidate_factor * share`` candidates with the smallest margin
          (Scheffer et al., 2001);
       3. among those, greedily take the candidate whose cosine ball covers the most
