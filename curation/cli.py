@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -22,6 +22,9 @@ from rich.table import Table
 from curation.config import Config, load_config
 from curation.errors import CurateError, InputError
 from curation.store import Store
+
+if TYPE_CHECKING:
+    from curation.ingest import FileReport
 
 app = typer.Typer(
     name="curate",
@@ -113,19 +116,38 @@ def ingest(
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Validate rows, detect missing languages, drop duplicates and store the pool."""
+    """Validate rows, detect missing languages, drop duplicates and store the pool.
+
+    Each file is its own transaction; a file that cannot be read at all is reported and the next
+    one is still ingested (exit code 2 when any file was such an error).
+    """
     from curation.ingest import ingest_files, summarize
 
     config = _config()
     with _open_store(config) as store:
-        reports = ingest_files(store, config, files, source=source, progress=_progress(json_output))
+        reports = ingest_files(
+            store,
+            config,
+            files,
+            source=source,
+            progress=_progress(json_output),
+            keep_going=True,
+        )
     summary = summarize(reports)
+    failed = [report for report in reports if report.error is not None]
+    for report in failed:
+        if STATE.debug and report.failure is not None:
+            traceback.print_exception(report.failure)
+        sys.stderr.write(f"error: {report.error}\n")
+    code = 2 if failed else 0  # bad input, as when a single file fails
     if json_output:
         _emit_json(summary)
-        return
+        raise typer.Exit(code)
+    if len(failed) == len(reports):
+        # Nothing was read: the error lines on stderr say it all (as for one bad file).
+        raise typer.Exit(code)
     for report in reports:
-        if report.skipped:
-            stdout.print(f"{report.file}: already ingested (same content), nothing changed")
+        stdout.print(f"{report.file}: {_file_outcome(report)}")
     table = Table(title="ingest")
     for column in ("read", "added", "duplicates", "quarantined", "labels imported"):
         table.add_column(column, justify="right")
@@ -146,6 +168,19 @@ def ingest(
         )
     if summary["quarantined"]:
         stdout.print("see the rejected rows with: curate quarantine")
+    raise typer.Exit(code)
+
+
+def _file_outcome(report: FileReport) -> str:
+    """One file's line in `curate ingest`'s human output."""
+    if report.error is not None:
+        return "error, nothing ingested from it (the reason is on stderr)"
+    if report.skipped:
+        return "already ingested (same content), nothing changed"
+    return (
+        f"ingested: read {report.read}, added {report.added}, duplicates {report.duplicates}, "
+        f"quarantined {report.quarantined}"
+    )
 
 
 # -- status -------------------------------------------------------------------------------------

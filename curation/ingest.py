@@ -161,10 +161,21 @@ class FileReport:
     per_language: Counter = field(default_factory=Counter)
     skipped: bool = False  # content already ingested
     ingested_at: str | None = None
+    # Why the file could not be ingested at all (it was rolled back; its counts are all 0).
+    error: str | None = None
+    # The exception behind `error`, kept so `--debug` can still show its traceback.
+    failure: BaseException | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return "error"
+        return "skipped" if self.skipped else "ingested"
 
     def to_dict(self) -> dict:
         return {
             "file": self.file,
+            "status": self.status,
             "read": self.read,
             "added": self.added,
             "duplicates": self.duplicates,
@@ -173,6 +184,7 @@ class FileReport:
             "undetermined_language": self.undetermined_language,
             "per_language": dict(sorted(self.per_language.items())),
             "skipped": self.skipped,
+            "error": self.error,
         }
 
 
@@ -899,10 +911,26 @@ def ingest_files(
     *,
     source: str | None = None,
     progress: bool = True,
+    keep_going: bool = False,
 ) -> list[FileReport]:
-    """Ingest several files; each is its own transaction (see module docstring)."""
+    """Ingest several files; each is its own transaction (see module docstring).
+
+    With ``keep_going``, a file that is bad input as a whole (`InputError`: unreadable, wrong
+    format, no `text` column) is rolled back and reported with its ``error``, and the next file
+    is still ingested: one bad file in a batch must not cost the good ones. Without it the first
+    such error is raised. Other failures (a broken store, a bug) always stop: they would fail
+    every later file too.
+    """
     ingestor = Ingestor(store, config, progress=progress)
-    return [ingestor.ingest(path, source=source) for path in paths]
+    reports: list[FileReport] = []
+    for path in paths:
+        try:
+            reports.append(ingestor.ingest(path, source=source))
+        except InputError as exc:
+            if not keep_going:
+                raise
+            reports.append(FileReport(file=str(path), error=str(exc), failure=exc))
+    return reports
 
 
 def summarize(reports: Sequence[FileReport]) -> dict:
