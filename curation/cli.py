@@ -114,6 +114,14 @@ def ingest(
     source: Annotated[
         str | None, typer.Option("--source", help="Source name recorded with each row.")
     ] = None,
+    new_labels: Annotated[
+        bool,
+        typer.Option(
+            "--new-labels",
+            help="Accept labels the store does not have yet as new classes (without [labels] "
+            "names they are quarantined once the store has labels).",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Validate rows, detect missing languages, drop duplicates and store the pool.
@@ -132,6 +140,7 @@ def ingest(
             source=source,
             progress=_progress(json_output),
             keep_going=True,
+            new_labels=new_labels,
         )
     summary = summarize(reports)
     failed = [report for report in reports if report.error is not None]

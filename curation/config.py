@@ -93,7 +93,8 @@ class LanguagesConfig(_Section):
 
 
 class LabelsConfig(_Section):
-    """`[labels]`: the label set of the task; None means imported labels define it."""
+    """`[labels]`: the label set of the task; None means the first labeled ingest defines it
+    (later new labels are quarantined unless `curate ingest --new-labels`)."""
 
     names: list[str] | None = None
 

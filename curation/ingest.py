@@ -58,7 +58,8 @@ Row checks, each sending the row to quarantine with file, line, field and reason
   text, and SQLite cannot store them;
 - JSON that cannot be parsed: bad syntax, a non-object, nesting too deep for the parser, an
   integer longer than Python converts; and a value nested deeper than ``MAX_NESTING`` levels;
-- text longer than ``max_text_length``, a label outside ``[labels] names``, an invalid or
+- text longer than ``max_text_length``, a label outside ``[labels] names`` (without them: once
+  the store has labels, a label outside those, unless ingested with ``new_labels``), an invalid or
   disallowed language tag, a malformed CSV record, a given id already used by a different text;
 - a value of the wrong type. ``label`` and ``id`` are strings or integers: an integer (class ids
   0, 1, 2) is kept as its decimal string; a float (2.5, and also 2.0, NaN and Infinity) or a
@@ -579,11 +580,20 @@ def _invisible_reason(text: str) -> str:
 
 
 class _Validator:
-    def __init__(self, config: Config, label_names: Sequence[str] | None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        label_names: Sequence[str] | None,
+        store_labels: Sequence[str] | None = None,
+    ) -> None:
         self.max_len = config.ingest.max_text_length
         self.allowed = config.languages.allowed
         self.label_names = set(label_names) if label_names is not None else None
         self.label_list = ", ".join(label_names) if label_names is not None else ""
+        # The store's labels when no [labels] names are configured: a value outside them is far
+        # more often a typo or a wrong file than a new class, so it must not become one silently.
+        self.store_labels = set(store_labels) if store_labels is not None else None
+        self.store_label_list = ", ".join(sorted(store_labels)) if store_labels is not None else ""
 
     def check(self, row: RawRow) -> _ValidRow | tuple[str, str]:
         if row.problem is not None:
@@ -618,6 +628,12 @@ class _Validator:
         label = parsed["label"]
         if label is not None and self.label_names is not None and label not in self.label_names:
             return ("label", f"label '{label}' not in [labels] names ({self.label_list})")
+        if label is not None and self.store_labels is not None and label not in self.store_labels:
+            return (
+                "label",
+                f"label '{label}' is not one of the store's labels ({self.store_label_list}); "
+                "add it to [labels] names or ingest with --new-labels",
+            )
         language = parsed["language"]
         if language is not None:
             standard = standardize_tag(language)
@@ -657,10 +673,14 @@ def _existing(conn, sql: str, keys: Sequence[str]) -> dict[str, str]:
 class Ingestor:
     """Ingests files into one store with one config; keeps the language detector warm."""
 
-    def __init__(self, store: Store, config: Config, *, progress: bool = True) -> None:
+    def __init__(
+        self, store: Store, config: Config, *, progress: bool = True, new_labels: bool = False
+    ) -> None:
         self.store = store
         self.config = config
         self.progress = progress
+        # Accept labels the store does not have yet (only matters without [labels] names).
+        self.new_labels = new_labels
         self.detector = LanguageDetector(
             allowed=config.languages.allowed,
             min_confidence=config.languages.min_confidence,
@@ -722,8 +742,11 @@ class Ingestor:
         configured = self._label_names()
         if configured is not None:
             self._sync_configured_labels(configured)
-        validator = _Validator(self.config, configured)
         known_labels = self.store.label_names()
+        # Without [labels] names the first labeled ingest defines the label set; after that a
+        # new value is quarantined unless the user said new classes are meant (--new-labels).
+        closed = configured is None and bool(known_labels) and not self.new_labels
+        validator = _Validator(self.config, configured, list(known_labels) if closed else None)
         bar = tqdm(
             desc=f"ingest {path.name}",
             unit=" rows",
@@ -912,6 +935,7 @@ def ingest_files(
     source: str | None = None,
     progress: bool = True,
     keep_going: bool = False,
+    new_labels: bool = False,
 ) -> list[FileReport]:
     """Ingest several files; each is its own transaction (see module docstring).
 
@@ -920,8 +944,10 @@ def ingest_files(
     is still ingested: one bad file in a batch must not cost the good ones. Without it the first
     such error is raised. Other failures (a broken store, a bug) always stop: they would fail
     every later file too.
+    ``new_labels`` lets files add labels the store does not have yet (without it, and without
+    [labels] names, a label outside the store's label set is quarantined once the set exists).
     """
-    ingestor = Ingestor(store, config, progress=progress)
+    ingestor = Ingestor(store, config, progress=progress, new_labels=new_labels)
     reports: list[FileReport] = []
     for path in paths:
         try:

@@ -125,3 +125,73 @@ def test_all_good_files_exit_0(tmp_path: Path, capsys) -> None:
     code, out, err = run_cli(capsys, "ingest", str(good), str(later), "--json")
     assert (code, err) == (0, "")
     assert [entry["status"] for entry in json.loads(out)["files"]] == ["ingested", "ingested"]
+
+
+# -- labels the store does not know ----------------------------------------------------------
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+ANGRY = (
+    "label 'angry' is not one of the store's labels (negative, neutral, positive); "
+    "add it to [labels] names or ingest with --new-labels"
+)
+
+
+def _label_state(store_path: Path) -> tuple[list[str], list[tuple], dict[str, int]]:
+    """The store's label set, its `label` quarantine rows and its label counts."""
+    with Store(store_path, read_only=True) as store:
+        rows = store.conn.execute(
+            "SELECT file, line, reason FROM quarantine WHERE field = 'label' ORDER BY line"
+        ).fetchall()
+        counts = dict(
+            store.conn.execute("SELECT label, COUNT(*) FROM labels GROUP BY label ORDER BY label")
+        )
+        return store.label_names(), [tuple(row) for row in rows], counts
+
+
+def test_new_label_after_a_labeled_ingest_is_quarantined(tmp_path: Path, capsys) -> None:
+    write_config(tmp_path, NO_DETECT)
+    pool, bad = SAMPLES / "pool.jsonl", SAMPLES / "pool_bad.csv"
+    code, out, err = run_cli(capsys, "ingest", str(pool), str(bad), "--json")
+    assert (code, err) == (0, "")
+    files = json.loads(out)["files"]
+    assert [(entry["added"], entry["quarantined"]) for entry in files] == [(316, 0), (5, 7)]
+    assert _label_state(tmp_path / "store") == (
+        ["positive", "negative", "neutral"],  # first-seen order in pool.jsonl
+        [(str(bad), 7, ANGRY)],
+        {"negative": 106, "neutral": 106, "positive": 109},
+    )
+
+
+def test_new_labels_flag_accepts_a_new_class(tmp_path: Path, capsys) -> None:
+    write_config(tmp_path, NO_DETECT)
+    pool, bad = SAMPLES / "pool.jsonl", SAMPLES / "pool_bad.csv"
+    assert run_cli(capsys, "ingest", str(pool), "--json")[0] == 0
+    code, out, err = run_cli(capsys, "ingest", "--new-labels", str(bad), "--json")
+    assert (code, err) == (0, "")
+    assert (json.loads(out)["added"], json.loads(out)["quarantined"]) == (6, 6)
+    assert _label_state(tmp_path / "store") == (
+        ["positive", "negative", "neutral", "angry"],
+        [],
+        {"angry": 1, "negative": 106, "neutral": 106, "positive": 109},
+    )
+
+
+def test_first_labeled_ingest_defines_the_label_set(tmp_path: Path, capsys) -> None:
+    write_config(tmp_path, NO_DETECT)
+    first = tmp_path / "first.csv"
+    first.write_text("text,label\none,b\ntwo,a\nthree,c\n", encoding="utf-8")
+    code, out, _ = run_cli(capsys, "ingest", str(first), "--json")
+    assert (code, json.loads(out)["labels_imported"], json.loads(out)["quarantined"]) == (0, 3, 0)
+    assert _label_state(tmp_path / "store") == (["b", "a", "c"], [], {"a": 1, "b": 1, "c": 1})
+
+
+def test_configured_label_names_still_decide(tmp_path: Path, capsys) -> None:
+    write_config(tmp_path, NO_DETECT + '[labels]\nnames = ["negative", "neutral", "positive"]\n')
+    bad = SAMPLES / "pool_bad.csv"
+    code, _, err = run_cli(capsys, "ingest", "--new-labels", str(bad), "--json")
+    assert (code, err) == (0, "")
+    reason = "label 'angry' not in [labels] names (negative, neutral, positive)"
+    assert _label_state(tmp_path / "store")[:2] == (
+        ["negative", "neutral", "positive"],
+        [(str(bad), 7, reason)],
+    )
