@@ -37,6 +37,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from selection_umsab import dev_test_mask as held_out  # noqa: E402  (a quarter of every group)
 
 from selection.proxy import LogisticProxy  # noqa: E402
 from selection.registry import get_strategy  # noqa: E402
@@ -74,15 +77,6 @@ def imbalanced_task(
     rows = np.array(sorted(keep))
     labels = np.array([f"{a}:{b}" for a, b in zip(languages[rows], y[rows], strict=True)])
     return rows, labels.astype(object)
-
-
-def held_out(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A seeded quarter of every group's rows."""
-    test = np.zeros(len(groups), dtype=bool)
-    for group in sorted(set(groups.tolist())):
-        rows = np.flatnonzero(groups == group)
-        test[rng.choice(rows, size=len(rows) // 4, replace=False)] = True
-    return test
 
 
 def parse_strategy(spec: str) -> Any:
