@@ -27,13 +27,16 @@ DEFAULT_MODEL = "multilingual-e5-small"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: TOML has real integers, floats and booleans, so `batch_size = "64"` or
+    # `normalize = "yes"` is a typo to report, not a value to coerce (paths stay lax: TOML
+    # spells them as strings).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class StoreConfig(_Section):
     """`[store]`: where the SQLite database and the vector shards live."""
 
-    path: Path = Path(DEFAULT_STORE_DIR)
+    path: Annotated[Path, Field(strict=False)] = Path(DEFAULT_STORE_DIR)
 
 
 class EmbeddingConfig(_Section):
@@ -177,7 +180,7 @@ class RunConfig(_Section):
 
     # Folders (or files) whose new CSV/JSONL/Parquet files are ingested; already-ingested
     # content is skipped by hash.
-    inbox: list[Path] = []
+    inbox: list[Annotated[Path, Field(strict=False)]] = []
     patterns: list[str] = ["*.jsonl", "*.ndjson", "*.csv", "*.tsv", "*.parquet", "*.pq"]
     # The selection budget is a queue target: each run tops the pending (selected or pushed,
     # not yet labeled) queue up to this many examples, split per language by the allocator.

@@ -30,6 +30,19 @@ def test_defaults_without_any_file() -> None:
             {"embedding": {"batch_size": "big"}},
             "config: [embedding] batch_size: Input should be a valid integer",
         ),
+        # quoted numbers and booleans are typos, not values to coerce (issue 16)
+        (
+            {"embedding": {"batch_size": "64"}},
+            "config: [embedding] batch_size: Input should be a valid integer",
+        ),
+        (
+            {"embedding": {"normalize": "yes"}},
+            "config: [embedding] normalize: Input should be a valid boolean",
+        ),
+        (
+            {"selection": {"control_share": "0.1"}},
+            "config: [selection] control_share: Input should be a valid number",
+        ),
         (
             {"embedding": {"batch_size": 0}},
             "config: [embedding] batch_size: Input should be greater than or equal to 1",
@@ -64,6 +77,14 @@ def test_invalid_settings_name_the_key(data: dict, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         config_from_dict(data)
     assert str(caught.value).startswith(message)
+
+
+def test_strict_types_still_take_paths_as_strings_and_integers_as_floats() -> None:
+    config = config_from_dict(
+        {"store": {"path": "data"}, "run": {"inbox": ["in"]}, "selection": {"cold_start_share": 1}}
+    )
+    assert config.store.path == Path("data") and config.run.inbox == [Path("in")]
+    assert config.selection.cold_start_share == 1.0
 
 
 def test_allowed_languages_are_standardized() -> None:
