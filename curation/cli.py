@@ -19,8 +19,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from curation.config import Config, load_config
-from curation.errors import CurateError, InputError
+from curation.config import Config, load_config, resolve_config_path
+from curation.errors import ConfigError, CurateError, InputError
 from curation.store import Store
 
 if TYPE_CHECKING:
@@ -61,6 +61,17 @@ def _config() -> Config:
         from training.config import parse_training_config
 
         parse_training_config(config.training)
+    # Likewise the strategy name: a typo must fail at load (exit 2), not in the nightly select
+    # stage (exit 1). The registry lives in selection/, which curation.config may not import.
+    from selection.registry import available
+
+    valid = ["default", *available()]
+    if config.selection.strategy not in valid:
+        origin = resolve_config_path(STATE.config_path) or "config"
+        raise ConfigError(
+            f"{origin}: [selection] strategy: unknown strategy {config.selection.strategy!r}; "
+            f"valid: {', '.join(valid)}"
+        )
     return config
 
 

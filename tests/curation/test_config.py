@@ -127,3 +127,16 @@ def test_sample_config_is_valid() -> None:
     config = load_config(SAMPLES / "curate.toml")
     assert config.labels.names == ["negative", "neutral", "positive"]
     assert config.store.path == (SAMPLES.parent / "curation-data" / "demo").resolve()
+
+
+def test_unknown_strategy_fails_at_load_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from tests.conftest import run_cli
+
+    write_config(tmp_path, '[selection]\nstrategy = "margn"\n')
+    code, out, err = run_cli(capsys, "status")
+    assert code == 2 and out == ""
+    assert "curate.toml: [selection] strategy: unknown strategy 'margn'; valid: default," in err
+    write_config(tmp_path, '[selection]\nstrategy = "margin"\n')
+    assert run_cli(capsys, "status")[0] == 0
