@@ -424,6 +424,12 @@ def _execute(store: Store, config: Config, *, dry_run: bool, progress: bool) -> 
         with store.transaction() as conn:
             # Holding the lock means no other run is alive: a "running" row is a killed run.
             conn.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+            # ...and its stage that was running when it died is marked so too, not left
+            # "running" forever on the dashboard and in reports.
+            conn.execute(
+                "UPDATE run_steps SET status = 'interrupted' WHERE status = 'running' "
+                "AND run_id IN (SELECT id FROM runs WHERE status = 'interrupted')"
+            )
             conn.execute(
                 "INSERT INTO runs (id, started_at, status, pid, dry_run) VALUES (?,?,?,?,0)",
                 (run_id, utc_now(), "running", os.getpid()),

@@ -219,6 +219,32 @@ def test_sigkill_at_each_stage_boundary_then_rerun_completes_exactly(
 
 
 @pytest.mark.slow
+def test_a_killed_runs_running_step_is_marked_interrupted(project: Path) -> None:
+    code, _, _ = curate_run(project)
+    assert code == EXIT_WARNINGS
+    # A run SIGKILLed inside its embed stage leaves these two rows behind.
+    conn = sqlite3.connect(project / "curation-data" / "curate.db")
+    with conn:
+        conn.execute(
+            "INSERT INTO runs (id, started_at, status, pid, dry_run) "
+            "VALUES ('killed', '2026-11-28T02:30:00Z', 'running', 999999, 0)"
+        )
+        conn.execute(
+            "INSERT INTO run_steps (run_id, stage, started_at, status) "
+            "VALUES ('killed', 'embed', '2026-11-28T02:30:05Z', 'running')"
+        )
+    conn.close()
+    code, _, _ = curate_run(project)
+    assert code == EXIT_WARNINGS
+    conn = sqlite3.connect(project / "curation-data" / "curate.db")
+    run = conn.execute("SELECT status FROM runs WHERE id = 'killed'").fetchone()
+    step = conn.execute("SELECT status FROM run_steps WHERE run_id = 'killed'").fetchall()
+    running = conn.execute("SELECT COUNT(*) FROM run_steps WHERE status = 'running'").fetchone()
+    conn.close()
+    assert run == ("interrupted",) and step == [("interrupted",)] and running == (0,)
+
+
+@pytest.mark.slow
 def test_train_stage_runs_when_enough_new_labels_arrived(project: Path, tiny_model_dir: Path):
     backbone = tiny_model_dir.parent / "backbone"
     with open(project / "curate.toml", "a") as handle:
