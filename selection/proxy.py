@@ -222,11 +222,7 @@ class LogisticProxy:
             search.fit(X, y)
         # scores_: (folds, 1, len(Cs)) for the multinomial model. With refit=False, C_ would be
         # the mean of each fold's best C (a value off the grid); take the best mean score.
-        scores = np.asarray(
-            next(iter(search.scores_.values()))
-            if isinstance(search.scores_, dict)
-            else search.scores_
-        )
+        scores = np.asarray(search.scores_)
         mean = scores.reshape(scores.shape[0], -1).mean(axis=0)
         return float(search.Cs_[int(np.argmax(mean))])
 

@@ -198,15 +198,10 @@ def test_hybrid_kmeans_variant_and_language_shares() -> None:
     probs = rng.dirichlet([1, 1, 1], size=400)
     langs = np.array(["en"] * 300 + ["hi"] * 100)
     lab = rng.normal(size=(40, 8)).astype("float32")
+    inputs = dict(probs=probs, embeddings=x, labeled_embeddings=lab, languages=langs)
     for diversity in ("coverage", "kmeans"):
         sel = get_strategy("hybrid", diversity=diversity, language_balance="proportional").select(
-            list(range(400)),
-            20,
-            probs=probs,
-            embeddings=x,
-            labeled_embeddings=lab,
-            languages=langs,
-            rng=np.random.default_rng(0),
+            list(range(400)), 20, rng=np.random.default_rng(0), **inputs
         )
         # proportional shares: 15 en, 5 hi
         assert sum(i < 300 for i in sel.ids) == 15
@@ -225,15 +220,7 @@ def test_hybrid_kmeans_variant_and_language_shares() -> None:
     ).per_language
     default = get_strategy("hybrid")
     assert default.language_balance == "need"
-    sel = default.select(
-        list(range(400)),
-        20,
-        probs=probs,
-        embeddings=x,
-        labeled_embeddings=lab,
-        languages=langs,
-        rng=np.random.default_rng(0),
-    )
+    sel = default.select(list(range(400)), 20, rng=np.random.default_rng(0), **inputs)
     assert sum(i < 300 for i in sel.ids) == expected["en"]
     assert sum(i >= 300 for i in sel.ids) == expected["hi"]
     assert expected["en"] + expected["hi"] == 20 and expected["hi"] >= 9
