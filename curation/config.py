@@ -143,7 +143,7 @@ class SelectionConfig(_Section):
     # Cosine similarity above which two picks (or a pick and a labeled example, in any language)
     # count as near duplicates; 1.0 (or None) disables the guard. "auto": the embedding model's
     # measured default (curation.geometry), since cosines live on each model's own scale (e5:
-    # unrelated texts ~0.75; MiniLM: ~0.1).
+    # unrelated texts ~0.8; MiniLM: ~0.1-0.3).
     max_similarity: Annotated[float, Field(gt=0.0, le=1.0)] | Literal["auto"] | None = "auto"
     min_per_language: Annotated[int, Field(ge=0)] = 0
     max_per_language: Annotated[int, Field(ge=1)] | None = None
