@@ -29,17 +29,17 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from curation.config import Config
 from curation.errors import CurateError, UnreadableFileError
+from curation.run_context import RunContext, StageResult
 from curation.store import Store, utc_now
 
 if TYPE_CHECKING:
-    from curation.pool import PoolArrays
+    pass
 
 STAGES = ("ingest", "embed", "pull", "curate", "train", "evaluate", "select", "push", "report")
 
@@ -53,31 +53,6 @@ log = logging.getLogger("curate.run")
 
 class RunLockedError(CurateError):
     exit_code = EXIT_LOCKED
-
-
-@dataclass
-class StageResult:
-    status: str = "ok"
-    counts: dict = field(default_factory=dict)
-    message: str | None = None
-
-
-@dataclass
-class RunContext:
-    store: Store
-    config: Config
-    run_id: str
-    run_dir: Path
-    dry_run: bool
-    progress: bool
-    warnings: list[str] = field(default_factory=list)
-    results: dict[str, StageResult] = field(default_factory=dict)
-    # The pool arrays, loaded once by evaluate and reused by select (nothing writes between).
-    pool: PoolArrays | None = None
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
-        log.warning(message)
 
 
 # -- lock -----------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from curation.nightly import RunContext, StageResult
+from curation.run_context import RunContext, StageResult
 
 
 def labelstudio_configured(ctx: RunContext) -> bool:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from selection.dedup import NearDuplicateGuard
+from selection.vectors import l2_normalize
 
 __all__ = [
     "EmptyPoolError",
@@ -140,15 +141,6 @@ class Pool:
         if self.labeled_embeddings is None or self.labeled_embeddings.shape[0] == 0:
             return None
         return l2_normalize(self.labeled_embeddings)
-
-
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation; zero rows stay zero. Returns float32 C-contiguous."""
-    x = np.array(x, dtype="float32", order="C", copy=True)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    x /= norms
-    return x
 
 
 @dataclass

@@ -16,6 +16,8 @@ from collections.abc import Callable
 import faiss
 import numpy as np
 
+from selection.vectors import l2_normalize
+
 __all__ = ["NearDuplicateGuard", "greedy_deduplicate"]
 
 
@@ -134,7 +136,6 @@ def greedy_deduplicate(
     Returns (accepted row indices in rank order, number skipped as near-duplicates).
     Vectors are L2-normalised here, so similarity is cosine.
     """
-    from selection.base import l2_normalize
 
     unit = l2_normalize(np.asarray(vectors))
     lab = None if labeled is None or len(labeled) == 0 else l2_normalize(np.asarray(labeled))

@@ -197,8 +197,8 @@ class AdapterModel:
         )
 
     def to_int8(self) -> AdapterModel:
-        """Merged, then int8 (:func:`training.deploy.quantize_int8`; CPU only)."""
-        from training.deploy import quantize_int8
+        """Merged, then int8 (:func:`training.quantize.quantize_int8`; CPU only)."""
+        from training.quantize import quantize_int8
 
         if self.device != "cpu":
             raise ValueError("dynamic int8 quantization runs on CPU; load with device='cpu'")

@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-import curation.cli_labeling  # noqa: F401  (registers push, pull, adjudicate)
 import labeling.client
 from curation.config import Config
 from curation.store import Store
@@ -128,7 +127,7 @@ def test_killed_between_import_and_bookkeeping_then_push_again(
         [
             sys.executable,
             "-c",
-            "import curation.cli_labeling; from curation.cli import main; main()",
+            "from curation.cli import main; main()",
         ]
         + ["push", "--json"],
         env=env,

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-import curation.cli_labeling  # noqa: F401  (registers push, pull, adjudicate)
 from curation.store import Store
 from tests.conftest import run_cli as run  # noqa: E402
 from tests.conftest import run_cli_json as run_json  # noqa: E402

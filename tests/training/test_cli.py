@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-import curation.cli_training  # noqa: F401  (registers `curate train` on the app)
 from tests.conftest import run_cli as run  # noqa: E402
 from tests.conftest import run_cli_json as run_json  # noqa: E402
 from tests.conftest import write_config

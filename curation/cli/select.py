@@ -9,14 +9,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from curation.cli import (
+from curation.cli.base import (
     STATE,
     JsonOption,
-    _config,
-    _emit_json,
-    _open_store,
-    _progress,
     app,
+    emit_json,
+    open_store,
+    project_config,
+    show_progress,
     stdout,
 )
 from curation.errors import InputError
@@ -48,7 +48,7 @@ def select(
     """Train the proxy, split the budget per language, select, and store a round."""
     from curation.pipeline import SelectionRequest, round_rows, select_round
 
-    config = _config()
+    config = project_config()
     chosen_allocation = allocation or config.selection.allocation
     if chosen_allocation not in {"equal", "proportional", "need"}:
         raise InputError(
@@ -62,7 +62,7 @@ def select(
         reselect=reselect,
         seed=config.selection.seed,
     )
-    with _open_store(config) as store:
+    with open_store(config) as store:
         result = select_round(store, config, request)
         rows = [] if result["round_id"] is None else round_rows(store, result["round_id"])
     if output is not None:
@@ -71,7 +71,7 @@ def select(
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         result["output"] = str(output)
     if json_output:
-        _emit_json(result)
+        emit_json(result)
         return
     table = Table(
         title=f"round {result['round_id']}: {result['strategy']}, {result['allocation']} allocation"
@@ -128,7 +128,7 @@ def simulate(
     for path in (train, test):
         if not path.is_file():
             raise InputError(f"{path}: no such file")
-    config = _config()
+    config = project_config()
     results = simulate_files(
         config,
         train=train,
@@ -139,7 +139,7 @@ def simulate(
         seed_size=seed_size,
         seeds=seeds,
         allocation=allocation,
-        progress=_progress(json_output) and not STATE.quiet,
+        progress=show_progress(json_output) and not STATE.quiet,
     )
     output.write_text(json.dumps(results, indent=2))
     if plot is not None:
@@ -155,7 +155,7 @@ def simulate(
         },
     }
     if json_output:
-        _emit_json(summary)
+        emit_json(summary)
         return
     table = Table(title="simulation: AULC (mean macro-F1 over rounds, mean over seeds)")
     table.add_column("strategy")

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from curation.cli import JsonOption, _config, _emit_json, _open_store, app, stdout
+from curation.cli.base import JsonOption, app, emit_json, open_store, project_config, stdout
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -45,15 +45,15 @@ def push(
     from labeling.push import push as push_rounds
     from labeling.push import write_import_file
 
-    config = _config()
-    with _open_store(config) as store:
+    config = project_config()
+    with open_store(config) as store:
         if to is not None:
             result = write_import_file(store, config, to, round_id=round_id)
         else:
             client = LabelStudioClient.from_config(config)
             result = push_rounds(store, config, client, round_id=round_id)
     if json_output:
-        _emit_json(result)
+        emit_json(result)
         return
     if to is not None:
         stdout.print(
@@ -96,15 +96,15 @@ def pull(
     from labeling.pull import pull as pull_annotations
     from labeling.pull import pull_from_file
 
-    config = _config()
-    with _open_store(config) as store:
+    config = project_config()
+    with open_store(config) as store:
         if from_file is not None:
             result = pull_from_file(store, config, from_file)
         else:
             client = LabelStudioClient.from_config(config)
             result = pull_annotations(store, config, client)
     if json_output:
-        _emit_json(result)
+        emit_json(result)
         return
     stdout.print(
         f"annotations: {result['annotations']} live ({result['new']} new, {result['updated']} "
@@ -180,13 +180,13 @@ def adjudicate(
     from labeling.adjudicate import adjudication_queue
     from labeling.adjudicate import set_label as settle
 
-    config = _config()
+    config = project_config()
     if set_label is not None:
         example_id, label = set_label
-        with _open_store(config) as store:
+        with open_store(config) as store:
             result = settle(store, config, example_id, label)
         if json_output:
-            _emit_json(result)
+            emit_json(result)
             return
         previous = result["previous"]
         was = f" (was {previous['label']!r} from {previous['source']})" if previous else ""
@@ -194,10 +194,10 @@ def adjudicate(
         return
     rows: list[dict] = []
     if (config.store.path / "curate.db").exists():
-        with _open_store(config) as store:  # not read-only: an old store gets the queue table
+        with open_store(config) as store:  # not read-only: an old store gets the queue table
             rows = adjudication_queue(store, limit=limit)
     if json_output:
-        _emit_json({"rows": rows, "count": len(rows)})
+        emit_json({"rows": rows, "count": len(rows)})
         return
     if not rows:
         stdout.print("nothing to adjudicate")

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from curation.cli import STATE, JsonOption, _config, _emit_json, _open_store, app, stdout
+from curation.cli.base import STATE, JsonOption, app, emit_json, open_store, project_config, stdout
 from curation.config import Config, resolve_config_path
 from curation.errors import InputError
 from curation.store import Store
@@ -47,7 +47,7 @@ def _training_config(config: Config) -> Any:
 def _existing_store(config: Config, *, read_only: bool = False) -> Store:
     if not (config.store.path / "curate.db").exists():
         raise InputError(f"no store at {config.store.path} (run `curate ingest` first)")
-    return _open_store(config, read_only=read_only)
+    return open_store(config, read_only=read_only)
 
 
 def _record(store: Store, run: str | None) -> dict[str, Any]:
@@ -178,7 +178,7 @@ def train_command(
         raise InputError("--int8 goes with --export DIR")
     if max_minutes is not None and max_minutes <= 0:
         raise InputError("--max-minutes must be > 0")
-    config = _config()
+    config = project_config()
     if report:
         with _existing_store(config, read_only=True) as store:
             record = _record(store, run)
@@ -188,7 +188,7 @@ def train_command(
             payload = runs.summary_payload(record)
             payload["languages"] = runs.report_rows(record)
             payload["rollback_guard"] = (record.get("metrics") or {}).get("rollback_guard", [])
-            _emit_json(payload)
+            emit_json(payload)
         else:
             _print_report(record)
         return
@@ -225,7 +225,7 @@ def train_command(
         }
     if json_output:
         payload = result.summary()
-        _emit_json(payload)
+        emit_json(payload)
         return
     _print_report(record)
 
@@ -254,7 +254,7 @@ def _export(config: Config, run: str | None, out: Path, *, int8: bool, json_outp
         payload["int8"] = quantization_report(path, texts, labels, languages)
         (path / "int8_report.json").write_text(json.dumps(payload["int8"], indent=2), "utf-8")
     if json_output:
-        _emit_json(payload)
+        emit_json(payload)
         return
     stdout.print(f"merged model of run {record['id']} written to {path}")
     if payload["int8"] is not None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from curation.cli import JsonOption, _config, _emit_json, _progress, app, stdout
+from curation.cli.base import JsonOption, app, emit_json, project_config, show_progress, stdout
 
 
 @app.command("run")
@@ -25,11 +25,11 @@ def run_command(
     """
     from curation.nightly import execute
 
-    config = _config()
-    result = execute(config, dry_run=dry_run, progress=_progress(json_output))
+    config = project_config()
+    result = execute(config, dry_run=dry_run, progress=show_progress(json_output))
     exit_code = result.pop("exit_code")
     if json_output:
-        _emit_json(result)
+        emit_json(result)
     else:
         table = Table(
             title=f"curate run {result['run_id']}: {result['status']}"

@@ -1,119 +1,29 @@
-"""The `curate` command line.
-
-Exit codes: 0 success, 2 bad usage or bad input, 1 any other failure. Errors are one line on
-stderr (`error: ...`), with a traceback only under `--debug`. Every reporting command takes
-`--json` and then prints exactly one JSON object on stdout; logs and progress go to stderr.
-"""
+"""`curate ingest`, `status`, `quarantine`, `embed`, `index`, `search`, `export`: the data rooms."""
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 import sys
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from curation.config import Config, load_config, resolve_config_path
-from curation.errors import ConfigError, CurateError, InputError
-from curation.store import Store
+from curation.cli.base import (
+    STATE,
+    JsonOption,
+    app,
+    emit_json,
+    open_store,
+    project_config,
+    show_progress,
+    stdout,
+)
+from curation.errors import InputError
 
 if TYPE_CHECKING:
     from curation.ingest import FileReport
-
-app = typer.Typer(
-    name="curate",
-    help="Multilingual active learning and data curation: ingest, embed, select, label, train.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-
-log = logging.getLogger("curate")
-# Data (tweets, file names) may hold "[...]" or ":name:": never interpret it as markup.
-stdout = Console(soft_wrap=True, markup=False, emoji=False, highlight=False)
-
-
-class _State:
-    config_path: str | None = None
-    debug: bool = False
-    quiet: bool = False
-
-
-STATE = _State()
-
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")
-]
-
-
-def _config() -> Config:
-    config = load_config(STATE.config_path)
-    if config.training:
-        # The [training] section belongs to the training wing; checked here, at load, so a typo
-        # fails every command at once rather than the nightly train stage weeks later.
-        from training.config import parse_training_config
-
-        parse_training_config(config.training)
-    # Likewise the strategy name: a typo must fail at load (exit 2), not in the nightly select
-    # stage (exit 1). The registry lives in selection/, which curation.config may not import.
-    from selection.registry import available
-
-    valid = ["default", *available()]
-    if config.selection.strategy not in valid:
-        origin = resolve_config_path(STATE.config_path) or "config"
-        raise ConfigError(
-            f"{origin}: [selection] strategy: unknown strategy {config.selection.strategy!r}; "
-            f"valid: {', '.join(valid)}"
-        )
-    return config
-
-
-def _open_store(config: Config, *, read_only: bool = False) -> Store:
-    return Store(config.store.path, read_only=read_only)
-
-
-def _progress(json_output: bool) -> bool:
-    # Progress bars go to stderr; hide them when stderr is not a terminal or when asked.
-    return not STATE.quiet and sys.stderr.isatty()
-
-
-def _emit_json(payload: dict) -> None:
-    sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
-    sys.stdout.flush()
-
-
-@app.callback()
-def _global(
-    config: Annotated[
-        str | None,
-        typer.Option(
-            "--config",
-            "-c",
-            help="Project file (default: $CURATE_CONFIG, else ./curate.toml, else defaults).",
-        ),
-    ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
-) -> None:
-    STATE.config_path = config
-    STATE.debug = debug
-    STATE.quiet = quiet
-    if quiet or not sys.stderr.isatty():
-        # transformers and huggingface_hub read this when first imported: no "Loading weights"
-        # bars in cron logs or under --quiet.
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 # -- ingest -------------------------------------------------------------------------------------
@@ -142,14 +52,14 @@ def ingest(
     """
     from curation.ingest import ingest_files, summarize
 
-    config = _config()
-    with _open_store(config) as store:
+    config = project_config()
+    with open_store(config) as store:
         reports = ingest_files(
             store,
             config,
             files,
             source=source,
-            progress=_progress(json_output),
+            progress=show_progress(json_output),
             keep_going=True,
             new_labels=new_labels,
         )
@@ -161,7 +71,7 @@ def ingest(
         sys.stderr.write(f"error: {report.error}\n")
     code = 2 if failed else 0  # bad input, as when a single file fails
     if json_output:
-        _emit_json(summary)
+        emit_json(summary)
         raise typer.Exit(code)
     if len(failed) == len(reports):
         # Nothing was read: the error lines on stderr say it all (as for one bad file).
@@ -211,16 +121,16 @@ def status(json_output: JsonOption = False) -> None:
     """Examples, labels and vectors per language."""
     from curation.embeddings import EmbeddingCache, resolve_backend
 
-    config = _config()
+    config = project_config()
     db = config.store.path / "curate.db"
     if not db.exists():
         payload = {"examples": 0, "labeled": 0, "quarantined": 0, "per_language": {}}
         if json_output:
-            _emit_json(payload)
+            emit_json(payload)
         else:
             stdout.print(f"store {config.store.path} is empty (run `curate ingest FILE`)")
         return
-    with _open_store(config, read_only=True) as store:
+    with open_store(config, read_only=True) as store:
         payload = store.status()
         cache = EmbeddingCache.for_config(store, config)
         embedded = dict(
@@ -249,7 +159,7 @@ def status(json_output: JsonOption = False) -> None:
     payload["other_models"] = other_models
     payload["store"] = str(config.store.path)
     if json_output:
-        _emit_json(payload)
+        emit_json(payload)
         return
     table = Table(title=f"store {config.store.path}")
     for column, justify in (
@@ -292,10 +202,10 @@ def quarantine(
     json_output: JsonOption = False,
 ) -> None:
     """Rows rejected at ingest, with file, line, field and reason."""
-    config = _config()
+    config = project_config()
     rows: list[dict] = []
     if (config.store.path / "curate.db").exists():
-        with _open_store(config, read_only=True) as store:
+        with open_store(config, read_only=True) as store:
             sql = "SELECT file, line, field, reason, raw FROM quarantine"
             params: list = []
             if file:
@@ -305,7 +215,7 @@ def quarantine(
             params.append(limit)
             rows = [dict(row) for row in store.conn.execute(sql, params)]
     if json_output:
-        _emit_json({"rows": rows})
+        emit_json({"rows": rows})
         return
     if not rows:
         stdout.print("no quarantined rows")
@@ -326,11 +236,11 @@ def embed(json_output: JsonOption = False) -> None:
     """Embed every example that has no vector for the configured model yet."""
     from curation.embeddings import embed_pool
 
-    config = _config()
-    with _open_store(config) as store:
-        result = embed_pool(store, config, progress=_progress(json_output))
+    config = project_config()
+    with open_store(config) as store:
+        result = embed_pool(store, config, progress=show_progress(json_output))
     if json_output:
-        _emit_json(result)
+        emit_json(result)
         return
     if result["embedded"] == 0:
         stdout.print(
@@ -351,11 +261,11 @@ def index(json_output: JsonOption = False) -> None:
     """Build or update the FAISS index over the cached vectors."""
     from curation.index import update_index
 
-    config = _config()
-    with _open_store(config) as store:
+    config = project_config()
+    with open_store(config) as store:
         _, counts = update_index(store, config)
     if json_output:
-        _emit_json(counts)
+        emit_json(counts)
         return
     stdout.print(
         f"index: {counts['indexed']} vectors ({counts['kind']}), {counts['added']} added"
@@ -376,8 +286,8 @@ def search(
     from curation.embeddings import make_embedder
     from curation.index import update_index
 
-    config = _config()
-    with _open_store(config) as store:
+    config = project_config()
+    with open_store(config) as store:
         vector_index, _ = update_index(store, config)
         if vector_index is None:
             raise InputError("no vectors yet: run `curate embed` first")
@@ -396,7 +306,7 @@ def search(
         for i, s in zip(found, scores[0], strict=False)
     ]
     if json_output:
-        _emit_json({"query": query, "hits": hits})
+        emit_json({"query": query, "hits": hits})
         return
     table = Table(title=f"nearest to {query!r}")
     for column in ("score", "language", "id", "text"):
@@ -423,70 +333,13 @@ def export_command(
     """Export the labeled examples as a Hugging Face dataset (or Parquet / JSONL)."""
     from curation.export import export
 
-    config = _config()
-    with _open_store(config, read_only=True) as store:
+    config = project_config()
+    with open_store(config, read_only=True) as store:
         result = export(store, out, fmt=fmt, languages=language)
     if json_output:
-        _emit_json(result)
+        emit_json(result)
         return
     stdout.print(
         f"wrote {result['rows']} labeled examples to {result['path']} ({result['format']}): "
         + ", ".join(f"{code} {n}" for code, n in result["per_language"].items())
     )
-
-
-# -- entry point --------------------------------------------------------------------------------
-
-
-def _is_click_error(exc: BaseException) -> bool:
-    return hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: maps errors to exit codes and one-line messages."""
-    args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args or os.environ.get("CURATE_DEBUG") == "1"
-    try:
-        result = app(args=args, prog_name="curate", standalone_mode=False)
-    except typer.Abort:
-        sys.stderr.write("error: aborted\n")
-        sys.exit(1)
-    except CurateError as exc:
-        if debug:
-            traceback.print_exc()
-        sys.stderr.write(f"error: {exc}\n")
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
-        sys.exit(130)
-    except Exception as exc:  # the last net: one line unless --debug
-        if _is_click_error(exc):
-            # Usage errors (typer vendors click, so match by interface, not by class).
-            if debug:
-                traceback.print_exc()
-            if type(exc).__name__ == "NoArgsIsHelpError":
-                sys.stderr.write(exc.format_message() + "\n")
-                sys.exit(2)
-            command = getattr(getattr(exc, "ctx", None), "command_path", "curate")
-            sys.stderr.write(f"error: {exc.format_message()} (see: {command} --help)\n")
-            sys.exit(exc.exit_code)
-        if debug:
-            traceback.print_exc()
-        sys.stderr.write(f"error: {type(exc).__name__}: {exc}\n")
-        sys.exit(1)
-    sys.exit(result if isinstance(result, int) else 0)
-
-
-# The steps' commands live in their own modules, which register themselves on `app`.
-from curation import (  # noqa: E402, F401
-    cli_labeling,
-    cli_run,
-    cli_select,
-    cli_training,
-)
-
-if __name__ == "__main__":
-    # Run through the imported module, where the step modules registered their commands.
-    from curation.cli import main as registered_main
-
-    registered_main()

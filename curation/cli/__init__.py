@@ -1,0 +1,69 @@
+"""The `curate` command line.
+
+Exit codes: 0 success, 2 bad usage or bad input, 1 any other failure. Errors are one line on
+stderr (`error: ...`), with a traceback only under `--debug`. Every reporting command takes
+`--json` and then prints exactly one JSON object on stdout; logs and progress go to stderr.
+
+Layout (imports go one way, down this list):
+    curation.cli            the entry point `main`; imports every command module, so they register
+    curation.cli.data       ingest, status, quarantine, embed, index, search, export
+    curation.cli.select     select, simulate
+    curation.cli.labeling   push, pull, adjudicate
+    curation.cli.training   train and its reports
+    curation.cli.run        the nightly job
+    curation.cli.base       the Typer app, global options, shared helpers (imports no command)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import typer
+
+# Importing a command module registers its commands on `app`.
+from curation.cli import data, labeling, run, select, training  # noqa: F401
+from curation.cli.base import STATE, app
+from curation.errors import CurateError
+
+__all__ = ["STATE", "app", "main"]
+
+
+def _is_click_error(exc: BaseException) -> bool:
+    return hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: maps errors to exit codes and one-line messages."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("CURATE_DEBUG") == "1"
+    try:
+        result = app(args=args, prog_name="curate", standalone_mode=False)
+    except typer.Abort:
+        sys.stderr.write("error: aborted\n")
+        sys.exit(1)
+    except CurateError as exc:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        sys.exit(130)
+    except Exception as exc:  # the last net: one line unless --debug
+        if _is_click_error(exc):
+            # Usage errors (typer vendors click, so match by interface, not by class).
+            if debug:
+                traceback.print_exc()
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                sys.stderr.write(exc.format_message() + "\n")
+                sys.exit(2)
+            command = getattr(getattr(exc, "ctx", None), "command_path", "curate")
+            sys.stderr.write(f"error: {exc.format_message()} (see: {command} --help)\n")
+            sys.exit(exc.exit_code)
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(f"error: {type(exc).__name__}: {exc}\n")
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,113 @@
+"""The `curate` app itself: the Typer object, global options and the helpers every command uses.
+
+Command modules import from here; nothing here imports a command module, so the import
+direction is one way: curation.cli (entry point) -> command modules -> curation.cli.base.
+
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from curation.config import Config, load_config, resolve_config_path
+from curation.errors import ConfigError
+from curation.store import Store
+
+if TYPE_CHECKING:
+    pass
+
+app = typer.Typer(
+    name="curate",
+    help="Multilingual active learning and data curation: ingest, embed, select, label, train.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+log = logging.getLogger("curate")
+# Data (tweets, file names) may hold "[...]" or ":name:": never interpret it as markup.
+stdout = Console(soft_wrap=True, markup=False, emoji=False, highlight=False)
+
+
+class _State:
+    config_path: str | None = None
+    debug: bool = False
+    quiet: bool = False
+
+
+STATE = _State()
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")
+]
+
+
+def project_config() -> Config:
+    config = load_config(STATE.config_path)
+    if config.training:
+        # The [training] section belongs to the training wing; checked here, at load, so a typo
+        # fails every command at once rather than the nightly train stage weeks later.
+        from training.config import parse_training_config
+
+        parse_training_config(config.training)
+    # Likewise the strategy name: a typo must fail at load (exit 2), not in the nightly select
+    # stage (exit 1). The registry lives in selection/, which curation.config may not import.
+    from selection.registry import available
+
+    valid = ["default", *available()]
+    if config.selection.strategy not in valid:
+        origin = resolve_config_path(STATE.config_path) or "config"
+        raise ConfigError(
+            f"{origin}: [selection] strategy: unknown strategy {config.selection.strategy!r}; "
+            f"valid: {', '.join(valid)}"
+        )
+    return config
+
+
+def open_store(config: Config, *, read_only: bool = False) -> Store:
+    return Store(config.store.path, read_only=read_only)
+
+
+def show_progress(json_output: bool) -> bool:
+    # Progress bars go to stderr; hide them when stderr is not a terminal or when asked.
+    return not STATE.quiet and sys.stderr.isatty()
+
+
+def emit_json(payload: dict) -> None:
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+@app.callback()
+def _global(
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Project file (default: $CURATE_CONFIG, else ./curate.toml, else defaults).",
+        ),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    STATE.config_path = config
+    STATE.debug = debug
+    STATE.quiet = quiet
+    if quiet or not sys.stderr.isatty():
+        # transformers and huggingface_hub read this when first imported: no "Loading weights"
+        # bars in cron logs or under --quiet.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
