@@ -27,7 +27,8 @@ app = typer.Typer(
     name="curate",
     help="Multilingual active learning and data curation: ingest, embed, select, label, train.",
     no_args_is_help=True,
-    add_completion=False,
+    # `curate --install-completion` / `--show-completion [bash|zsh|fish]` (Typer's own).
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -86,6 +87,14 @@ def emit_json(payload: dict) -> None:
     sys.stdout.flush()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        sys.stdout.write(f"curate {version('multilingual-curate')}\n")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _global(
     config: Annotated[
@@ -98,6 +107,15 @@ def _global(
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
 ) -> None:
     STATE.config_path = config
     STATE.debug = debug

@@ -22,13 +22,25 @@ from curation.cli.base import (
 from curation.errors import InputError
 
 
+def _strategy_names(incomplete: str) -> list[str]:
+    """Shell completion of --strategy: the registry's names."""
+    from selection.registry import available
+
+    return [name for name in ["default", *available()] if name.startswith(incomplete)]
+
+
 @app.command()
 def select(
     budget: Annotated[
         int | None, typer.Option("--budget", "-n", min=1, help="Labels to buy this round.")
     ] = None,
     strategy: Annotated[
-        str | None, typer.Option("--strategy", help="Query strategy (default: [selection]).")
+        str | None,
+        typer.Option(
+            "--strategy",
+            help="Query strategy (default: [selection]).",
+            autocompletion=_strategy_names,
+        ),
     ] = None,
     allocation: Annotated[
         str | None,
@@ -98,7 +110,12 @@ def simulate(
     train: Annotated[Path, typer.Option("--train", help="Labeled pool (the oracle).")],
     test: Annotated[Path, typer.Option("--test", help="Labeled test set.")],
     strategy: Annotated[
-        list[str], typer.Option("--strategy", help="Strategy name; repeat to compare.")
+        list[str],
+        typer.Option(
+            "--strategy",
+            help="Strategy name; repeat to compare.",
+            autocompletion=_strategy_names,
+        ),
     ],
     rounds: Annotated[int, typer.Option("--rounds", min=0)] = 10,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 100,

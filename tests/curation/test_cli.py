@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -144,3 +145,37 @@ def test_subprocess_exit_codes_and_debug_traceback(tmp_path: Path) -> None:
     assert debug.returncode == 2 and "Traceback" in debug.stderr
     helped = subprocess.run([*command, "ingest", "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "--source" in helped.stdout and "--json" in helped.stdout
+
+
+def test_version_prints_the_installed_distribution_version(capsys) -> None:
+    from importlib.metadata import version
+
+    code, out, err = run(capsys, "--version")
+    assert (code, out, err) == (0, f"curate {version('multilingual-curate')}\n", "")
+
+
+def _complete(words: str, *, cword: int) -> list[str]:
+    """Ask a real `curate` process for bash completions, as bash's completion function does."""
+    env = {
+        **os.environ,
+        "_CURATE_COMPLETE": "complete_bash",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(cword),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "curation.cli"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_shell_completion_of_commands_and_strategy_names() -> None:
+    assert _complete("curate s", cword=1) == ["status", "search", "select", "simulate"]
+    assert _complete("curate select --strategy k", cword=3) == ["kcenter", "kmeans"]
+    script = subprocess.run(
+        [sys.executable, "-m", "curation.cli", "--show-completion", "bash"],
+        capture_output=True,
+        text=True,
+    )
+    assert script.returncode == 0
+    assert "_CURATE_COMPLETE=complete_bash" in script.stdout
