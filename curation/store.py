@@ -4,11 +4,17 @@ Why SQLite in WAL mode: many readers (the dashboard) and one writer (a job) work
 writer killed mid-transaction leaves the database exactly as before that transaction. Every write
 path in this tool runs inside `Store.transaction()` (BEGIN IMMEDIATE ... COMMIT).
 
-Layout under the store folder (`[store] path`, default `./curation-data/`)::
+Layout under the store folder (`[store] path`, or `$CURATE_STORE`; default `./curation-data/`)::
 
     curate.db               the database (plus curate.db-wal / -shm while open)
+    write.holder            who holds the write transaction right now (pid, command, since);
+                            written after BEGIN IMMEDIATE, removed before COMMIT
     vectors/<model-slug>/   float32/float16 .npy shards, see curation.embeddings
     index/<model-slug>/     persisted FAISS index, see curation.index
+
+One writer at a time: a second writer waits up to `$CURATE_BUSY_TIMEOUT` seconds (default 30)
+for the write lock, then fails with a StoreError that names the holder (from `write.holder`, or
+the `curate run` that holds `run.lock`) instead of SQLite's bare "database is locked".
 
 Schema (version 1). Migrations are applied in order at open; `schema_version` records each.
 
@@ -46,13 +52,17 @@ Schema version 2 adds the nightly job's bookkeeping:
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import sqlite3
+import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
-from curation.errors import StoreError
+from curation.errors import ConfigError, StoreError
 
 DB_NAME = "curate.db"
 
@@ -299,41 +309,92 @@ MIGRATIONS: list[str] = [
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
+#: Seconds a writer waits for another writer's transaction before giving up.
+BUSY_TIMEOUT_ENV = "CURATE_BUSY_TIMEOUT"
+DEFAULT_BUSY_TIMEOUT = 30.0
+#: Who holds the write transaction: JSON {"pid", "command", "since"}; see Store.transaction.
+HOLDER_NAME = "write.holder"
+#: The nightly job's lock file (curation.nightly.run_lock writes "pid N since T" into it).
+RUN_LOCK_NAME = "run.lock"
+
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class Store:
-    """A handle on the store folder. Open one per process; `read_only=True` for dashboards."""
+def busy_timeout_seconds(explicit: float | None = None) -> float:
+    """`explicit`, else `$CURATE_BUSY_TIMEOUT`, else 30 s."""
+    if explicit is not None:
+        value, origin = float(explicit), "busy_timeout"
+    else:
+        raw = os.environ.get(BUSY_TIMEOUT_ENV, "").strip()
+        if not raw:
+            return DEFAULT_BUSY_TIMEOUT
+        origin = f"${BUSY_TIMEOUT_ENV}"
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{origin}: {raw!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{origin}: {value!r} must be a number of seconds >= 0")
+    return value
 
-    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+
+class Store:
+    """A handle on the store folder. Open one per process; `read_only=True` for dashboards.
+
+    `busy_timeout`: seconds to wait for another process's write transaction (default
+    `$CURATE_BUSY_TIMEOUT`, else 30).
+    """
+
+    def __init__(
+        self, path: str | Path, *, read_only: bool = False, busy_timeout: float | None = None
+    ) -> None:
         self.path = Path(path)
         self.read_only = read_only
         self.db_path = self.path / DB_NAME
-        if read_only:
-            if not self.db_path.exists():
-                raise StoreError(f"no store at {self.path} (run `curate ingest` first)")
-            uri = f"file:{self.db_path}?mode=ro"
-            self.conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0)
-        else:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=30.0)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA busy_timeout = 30000")
-        self.conn.execute("PRAGMA foreign_keys = ON")
-        if not read_only:
+        self.busy_timeout = busy_timeout_seconds(busy_timeout)
+        # Fixed at open: `curate run --dry-run` re-points `path` of a scratch copy at the real
+        # store (for its vectors), and its transactions must not leave marks there.
+        self._holder_path = self.path / HOLDER_NAME
+        self.conn = self._open_read_only() if read_only else self._open_writer()
+
+    def _connect(self, target: str, *, uri: bool = False) -> sqlite3.Connection:
+        conn = sqlite3.connect(target, uri=uri, isolation_level=None, timeout=self.busy_timeout)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        if not self.db_path.exists():
+            raise StoreError(f"no store at {self.path} (run `curate ingest` first)")
+        self.conn = self._connect(f"file:{self.db_path}?mode=ro", uri=True)
+        version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.db_path} has schema version {version}; this code knows {SCHEMA_VERSION}"
+            )
+        return self.conn
+
+    def _open_writer(self) -> sqlite3.Connection:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.conn = self._connect(str(self.db_path))
+        try:
             # WAL: readers never block the writer and see the last committed state.
             # synchronous=FULL: a committed label survives power loss, not only a killed process.
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = FULL")
             self._migrate()
-        else:
-            version = self.schema_version()
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.db_path} has schema version {version}; this code knows {SCHEMA_VERSION}"
-                )
+        except sqlite3.OperationalError as exc:
+            self.conn.close()
+            if _is_busy(exc):
+                raise self._busy_error() from None
+            raise
+        except StoreError:
+            self.conn.close()
+            raise
+        return self.conn
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r}, read_only={self.read_only})"
@@ -379,18 +440,62 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT; any exception (or a kill) leaves nothing half-written."""
+        """BEGIN IMMEDIATE ... COMMIT; any exception (or a kill) leaves nothing half-written.
+
+        Waits up to `busy_timeout` seconds for another writer, then raises a StoreError naming
+        it. While the transaction is open, `write.holder` says who holds it.
+        """
         if self.conn.in_transaction:
             # Nested use joins the outer transaction: the outer one decides.
             yield self.conn
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise self._busy_error() from None
+            raise
+        self._record_holder()
         try:
             yield self.conn
         except BaseException:
+            self._clear_holder()
             self.conn.execute("ROLLBACK")
             raise
+        # Cleared while the lock is still ours: after COMMIT the next writer may write its own.
+        self._clear_holder()
         self.conn.execute("COMMIT")
+
+    # -- who holds the write lock ----------------------------------------------------------------
+    def _record_holder(self) -> None:
+        record = {"pid": os.getpid(), "command": _command_name(sys.argv), "since": utc_now()}
+        # Only a courtesy for a second writer's error message: never a reason to fail.
+        with suppress(OSError):
+            self._holder_path.write_text(json.dumps(record), encoding="utf-8")
+
+    def _clear_holder(self) -> None:
+        with suppress(OSError):
+            self._holder_path.unlink(missing_ok=True)
+
+    def holder(self) -> str:
+        """Who holds the store's write lock, as words for an error message."""
+        me = os.getpid()
+        run = _run_lock_holder(self.path / RUN_LOCK_NAME)
+        record = _read_holder(self._holder_path)
+        if record is not None and record["pid"] != me and _alive(record["pid"]):
+            if run is not None and run[0] == record["pid"]:
+                return f"`curate run` (pid {run[0]}, running since {run[1]})"
+            return f"{record['command']} (pid {record['pid']}, writing since {record['since']})"
+        if run is not None and run[0] != me:
+            return f"`curate run` (pid {run[0]}, running since {run[1]})"
+        return "another curate process"
+
+    def _busy_error(self) -> StoreError:
+        return StoreError(
+            f"store {self.path} is busy: {self.holder()} holds its write lock; gave up after "
+            f"{self.busy_timeout:g} s. Try again when it has finished, or wait longer with "
+            f"{BUSY_TIMEOUT_ENV}=SECONDS"
+        )
 
     # -- small shared queries ----------------------------------------------------------------
     def label_names(self) -> list[str]:
@@ -424,3 +529,63 @@ class Store:
 def _split_sql(script: str) -> list[str]:
     """Split a migration into statements (no semicolons inside our DDL literals)."""
     return [part.strip() for part in script.split(";") if part.strip()]
+
+
+# -- error helpers ------------------------------------------------------------------------------
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in str(exc)
+
+
+def _command_name(argv: list[str]) -> str:
+    """`curate <command>` for the holder record; never the arguments (they may hold secrets)."""
+    program = Path(argv[0]).name if argv else "python"
+    if program in ("", "-c", "-m"):
+        return "python"
+    if program == "__main__.py" or program == "curate" or "curation" in Path(argv[0]).parts:
+        words = iter(argv[1:])
+        for word in words:
+            if word in ("-c", "--config"):
+                next(words, None)
+            elif not word.startswith("-"):
+                return f"`curate {word}`" if word.isidentifier() else "`curate`"
+        return "`curate`"
+    return program
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process, alive
+    except OSError:
+        return False
+    return True
+
+
+def _read_holder(path: Path) -> dict | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return {
+            "pid": int(record["pid"]),
+            "command": str(record["command"]),
+            "since": str(record["since"]),
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _run_lock_holder(path: Path) -> tuple[int, str] | None:
+    """(pid, since) of a live `curate run` from its lock file ("pid N since T"), else None."""
+    try:
+        words = path.read_text(encoding="utf-8").split()
+    except OSError:
+        return None
+    if len(words) != 4 or words[0] != "pid" or words[2] != "since" or not words[1].isdigit():
+        return None
+    pid = int(words[1])
+    return (pid, words[3]) if _alive(pid) else None
