@@ -2,7 +2,7 @@
 
 The wing that turns the store's verified labels into a classifier, per language:
 
-* :mod:`training.config` — the validated `[training]` section (frozen dataclasses with a `kind`,
+* :mod:`training.config` — the validated `[training]` section (frozen pydantic models with a `kind`,
   a registry, JSON save/load). Light: importing it loads no torch.
 * :mod:`training.data` — splits (per-language validation, stratified), one cached
   tokenization, temperature-based language sampling and length-grouped batches.

@@ -1,14 +1,17 @@
-"""The `[training]` section of `curate.toml`, validated: frozen dataclass configs with a `kind`.
+"""The `[training]` section of `curate.toml`, validated: frozen pydantic models with a `kind`.
 
 `curation.config` keeps `[training]` as a raw mapping (the data rooms never import the training
-stack); :func:`parse_training_config` turns it into a :class:`TrainingConfig`. Like PEFT's
-configs, every class carries a `kind` and is registered by that name in :data:`CONFIGS`, so a
-saved config (``config.save(path)``, JSON) loads back as the right class with
-:func:`load_config`. Sections with alternatives pick one with `kind`: ``[training.adapter]``
-(``lora`` or ``full``) and ``[training.optimizer]`` (``adamw``).
+stack); :func:`parse_training_config` turns it into a :class:`TrainingConfig`. The models follow
+`curation.config` (pydantic, frozen, unknown keys forbidden, strict types: `batch_size = "64"`
+is a typo to report, not a value to coerce). Like PEFT's configs, every class carries a `kind`
+and is registered by that name in :data:`CONFIGS`, so a saved config (``config.save(path)``,
+JSON) loads back as the right class with :func:`load_config`. ``[training.adapter]`` is a
+discriminated union on `kind` (``lora``, the default, or ``full``); ``[training.optimizer]`` has
+one kind (``adamw``).
 
 Unknown keys, wrong types and impossible values are :class:`curation.errors.ConfigError` naming
-the key, e.g. ``[training] adapter.rank: unknown key (lora takes: r, alpha, ...)``.
+the key, e.g. ``[training] adapter.rank: unknown key (lora takes: r, alpha, ...)`` or
+``[training] evaluation.every: Input should be greater than or equal to 1``.
 
 Example::
 
@@ -50,10 +53,22 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from curation.errors import ConfigError
 
@@ -79,228 +94,109 @@ __all__ = [
 ]
 
 
-class _Invalid(ValueError):
-    """A value check failed (the message says what is expected)."""
+# -- value types ----------------------------------------------------------------------------------
 
 
-# -- value checks: each takes the raw value and returns the stored (normalized) value ----------
-
-
-def _int(*, ge: int | None = None, le: int | None = None) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _Invalid(f"must be an integer, got {value!r}")
-        if ge is not None and value < ge:
-            raise _Invalid(f"must be >= {ge}, got {value}")
-        if le is not None and value > le:
-            raise _Invalid(f"must be <= {le}, got {value}")
-        return value
-
-    return check
-
-
-def _float(
-    *,
-    ge: float | None = None,
-    gt: float | None = None,
-    le: float | None = None,
-    lt: float | None = None,
-) -> Callable[[Any], float]:
-    def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _Invalid(f"must be a number, got {value!r}")
-        value = float(value)
-        if not math.isfinite(value):
-            raise _Invalid(f"must be finite, got {value}")
-        if ge is not None and value < ge:
-            raise _Invalid(f"must be >= {ge}, got {value}")
-        if gt is not None and value <= gt:
-            raise _Invalid(f"must be > {gt}, got {value}")
-        if le is not None and value > le:
-            raise _Invalid(f"must be <= {le}, got {value}")
-        if lt is not None and value >= lt:
-            raise _Invalid(f"must be < {lt}, got {value}")
-        return value
-
-    return check
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _Invalid(f"must be true or false, got {value!r}")
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must be a non-empty string")
     return value
 
 
-def _str(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise _Invalid(f"must be a non-empty string, got {value!r}")
+def _list_to_tuple(value: Any) -> Any:
+    # TOML and JSON arrays arrive as lists; the frozen configs hold tuples (hashable). Anything
+    # else goes on to the strict tuple check and is reported there.
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _distinct(value: tuple[str, ...]) -> tuple[str, ...]:
+    if len(set(value)) != len(value):
+        raise ValueError("must not repeat a name")
     return value
 
 
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise _Invalid(f"must be a string, got {value!r}")
-    return value
+_Name = Annotated[str, AfterValidator(_not_blank)]
+# A list of distinct non-empty names (language codes, module names).
+_Names = Annotated[tuple[_Name, ...], BeforeValidator(_list_to_tuple), AfterValidator(_distinct)]
+_ModuleNames = Annotated[_Names, Field(min_length=1)]
 
 
-def _choice(*options: str) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if value not in options:
-            raise _Invalid(f"must be one of {', '.join(repr(o) for o in options)}, got {value!r}")
-        return value
+def _keyword_or_names(*keywords: str) -> Any:
+    """The type of a setting that is one of `keywords` or a list of module names.
 
-    return check
+    A union tagged by the value's shape, so pydantic reports only the alternative the value was
+    meant as; a string that is no keyword gets one message naming both alternatives.
+    """
 
-
-def _optional(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
-        return None if value is None else inner(value)
-
-    return check
-
-
-def _names(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, list | tuple):
-        raise _Invalid(f"must be a list of strings, got {value!r}")
-    out = []
-    for item in value:
-        if not isinstance(item, str) or not item.strip():
-            raise _Invalid(f"must be a list of non-empty strings, got {item!r} in it")
-        out.append(item)
-    if len(set(out)) != len(out):
-        raise _Invalid("must not repeat a name")
-    return tuple(out)
-
-
-def _keyword_or_names(*keywords: str) -> Callable[[Any], str | tuple[str, ...]]:
-    def check(value: Any) -> str | tuple[str, ...]:
-        if isinstance(value, str):
-            if value in keywords:
-                return value
-            raise _Invalid(
+        if isinstance(value, str) and value not in keywords:
+            raise ValueError(
                 f"must be {' or '.join(repr(k) for k in keywords)} or a list of module names, "
                 f"got {value!r}"
             )
-        names = _names(value)
-        if not names:
-            raise _Invalid("must name at least one module")
-        return names
-
-    return check
-
-
-def _device(value: Any) -> str:
-    if isinstance(value, str) and (
-        value in {"auto", "cpu", "cuda", "mps"} or re.fullmatch(r"cuda:\d+", value)
-    ):
         return value
-    raise _Invalid(f"must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {value!r}")
+
+    def shape(value: Any) -> str:
+        return "keyword" if isinstance(value, str) else "names"
+
+    return Annotated[
+        Annotated[Literal[keywords], Tag("keyword")] | Annotated[_ModuleNames, Tag("names")],
+        Discriminator(shape),
+        BeforeValidator(check),
+    ]
 
 
-def _setting(default: Any, check: Callable[[Any], Any], doc: str = "") -> Any:
-    """A config field: its default, its value check and a one-line description."""
-    if isinstance(default, list | dict | set):
-        raise TypeError("mutable defaults are not allowed; use a tuple")
-    return field(default=default, metadata={"check": check, "doc": doc})
+_TargetModules = _keyword_or_names("auto", "all-linear")
+_ModulesToSave = _keyword_or_names("auto")
 
-
-def _section(factory: Callable[[], Any], registry: Mapping[str, type], doc: str = "") -> Any:
-    return field(default_factory=factory, metadata={"registry": registry, "doc": doc})
-
-
-# -- the base class -----------------------------------------------------------------------------
+# -- the base class -------------------------------------------------------------------------------
 
 CONFIGS: dict[str, type[_Config]] = {}
 
 
 def _register(cls: type[_Config]) -> type[_Config]:
-    kind = cls.__dataclass_fields__["kind"].default
+    kind = cls.kind_name()
     if kind in CONFIGS:
         raise RuntimeError(f"config kind {kind!r} registered twice")
     CONFIGS[kind] = cls
     return cls
 
 
-@dataclass(frozen=True, repr=False)
-class _Config:
-    """Shared behaviour: validation at construction, dict/JSON round trips, a short repr."""
+class _Config(BaseModel):
+    """Shared behaviour: dict/JSON round trips with ConfigError naming the key, a short repr.
+
+    Direct construction (`LoraConfig(r=0)`) and `model_validate` raise pydantic's
+    ValidationError like any model; :meth:`from_dict`, :func:`parse_training_config`,
+    :func:`load_config` and `with_budget` turn it into one ConfigError line for the user.
+    """
+
+    # strict like curation.config: TOML has real integers, floats and booleans.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     # The dotted place of this class's keys in `[training]`, for error messages ("adapter.").
     section: ClassVar[str] = ""
 
-    def __post_init__(self) -> None:
-        for spec in fields(self):
-            if not spec.init:
-                continue
-            value = getattr(self, spec.name)
-            if "check" in spec.metadata:
-                try:
-                    value = spec.metadata["check"](value)
-                except _Invalid as exc:
-                    raise ConfigError(f"[training] {self.section}{spec.name}: {exc}") from None
-                object.__setattr__(self, spec.name, value)
-            elif "registry" in spec.metadata:
-                registry = spec.metadata["registry"]
-                if not isinstance(value, tuple(registry.values())):
-                    raise ConfigError(
-                        f"[training] {self.section}{spec.name}: must be one of "
-                        f"{', '.join(c.__name__ for c in registry.values())}, got {value!r}"
-                    )
-        self._check()
-
-    def _check(self) -> None:
-        """Checks across fields (subclasses)."""
-
-    def _fail(self, key: str, message: str) -> ConfigError:
-        return ConfigError(f"[training] {self.section}{key}: {message}")
-
     # -- dicts ----------------------------------------------------------------------------------
+    @classmethod
+    def kind_name(cls) -> str:
+        return cls.model_fields["kind"].default
+
     @classmethod
     def keys(cls) -> list[str]:
         """The settable keys of this config (without `kind`)."""
-        return [f.name for f in fields(cls) if f.init]
+        return [name for name in cls.model_fields if name != "kind"]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> _Config:
+    def from_dict(cls, data: Any) -> Self:
         """Build from a (TOML or JSON) mapping; unknown keys are an error naming the key."""
-        if not isinstance(data, Mapping):
-            where = cls.section.rstrip(".") or "training"
-            raise ConfigError(f"[training] {where}: must be a table, got {data!r}")
-        data = dict(data)
-        kind = data.pop("kind", cls.kind_name())
-        if kind != cls.kind_name():
-            raise ConfigError(
-                f"[training] {cls.section}kind: expected {cls.kind_name()!r}, got {kind!r}"
-            )
-        known = cls.keys()
-        for key in data:
-            if key not in known:
-                raise ConfigError(
-                    f"[training] {cls.section}{key}: unknown key "
-                    f"({cls.kind_name()} takes: {', '.join(known)})"
-                )
-        kwargs: dict[str, Any] = {}
-        for spec in fields(cls):
-            if not spec.init or spec.name not in data:
-                continue
-            value = data[spec.name]
-            if "registry" in spec.metadata:
-                value = _section_from_dict(spec.metadata["registry"], value, spec.name)
-            kwargs[spec.name] = value
-        return cls(**kwargs)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, root=cls)) from None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping, `kind` first; `from_dict(to_dict())` gives an equal config."""
-        out: dict[str, Any] = {"kind": self.kind_name()}
-        for spec in fields(self):
-            if not spec.init:
-                continue
-            out[spec.name] = _plain(getattr(self, spec.name))
-        return out
-
-    @classmethod
-    def kind_name(cls) -> str:
-        return cls.__dataclass_fields__["kind"].default
+        return self.model_dump(mode="json")
 
     # -- files ----------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -312,55 +208,83 @@ class _Config:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> _Config:
+    def load(cls, path: str | Path) -> Self:
         config = load_config(path)
         if not isinstance(config, cls):
             raise ConfigError(f"{path}: holds a {type(config).__name__}, not a {cls.__name__}")
         return config
 
     # -- repr like scikit-learn: only what differs from the defaults ----------------------------
-    def __repr__(self) -> str:
-        parts = []
-        for spec in fields(self):
-            if not spec.init:
+    def __repr_args__(self) -> Iterator[tuple[str, Any]]:
+        for name, info in type(self).model_fields.items():
+            if name == "kind":
                 continue
-            value = getattr(self, spec.name)
-            if spec.default is not MISSING:
-                default = spec.default
-            elif spec.default_factory is not MISSING:
-                default = spec.default_factory()
-            else:  # pragma: no cover - every field has a default
-                default = object()
-            if value != default:
-                parts.append(f"{spec.name}={value!r}")
-        return f"{type(self).__name__}({', '.join(parts)})"
+            value = getattr(self, name)
+            if value != info.get_default(call_default_factory=True):
+                yield name, value
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, _Config):
-        return value.to_dict()
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
+def _describe(error: ValidationError, *, root: type[_Config]) -> str:
+    """pydantic's errors as one line: `[training] adapter.r: <what is wrong>; ...`."""
+    problems = []
+    for item in error.errors(include_url=False):
+        names, owner = _walk(root, item["loc"])
+        kind = item["type"]
+        if kind == "extra_forbidden" and owner is not None:
+            message = f"unknown key ({owner.kind_name()} takes: {', '.join(owner.keys())})"
+        elif kind == "union_tag_invalid":
+            names.append("kind")
+            known = ", ".join(sorted(_VARIANTS.get(names[-2], {}))) if len(names) > 1 else ""
+            message = f"unknown kind {item['ctx']['tag']!r} (known: {known})"
+        elif kind == "literal_error" and names and names[-1] == "kind":
+            known = owner.kind_name() if owner is not None else item["ctx"]["expected"]
+            message = f"unknown kind {item['input']!r} (known: {known})"
+        elif kind in {"model_type", "model_attributes_type", "union_tag_not_found"}:
+            message = f"must be a table, got {item['input']!r}"
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+        where = (root.section + ".".join(names)).rstrip(".")
+        problems.append(f"[training] {where}: {message}" if where else f"[training]: {message}")
+    return "; ".join(problems)
 
 
-def _section_from_dict(registry: Mapping[str, type[_Config]], value: Any, name: str) -> _Config:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"[training] {name}: must be a table, got {value!r}")
-    default_kind = next(iter(registry))
-    kind = value.get("kind", default_kind)
-    if kind not in registry:
-        raise ConfigError(
-            f"[training] {name}.kind: unknown kind {kind!r} (known: {', '.join(sorted(registry))})"
+def _walk(
+    root: type[_Config], loc: tuple[int | str, ...]
+) -> tuple[list[str], type[_Config] | None]:
+    """The dotted key names of an error location (union tags dropped) and the config class that
+    holds the last key."""
+    names: list[str] = []
+    current: type[_Config] | None = root
+    owner: type[_Config] | None = root
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        if current is None:
+            # Inside a plain setting: keep list positions, drop pydantic's union member labels.
+            if isinstance(part, int):
+                names.append(str(part))
+            continue
+        owner = current
+        names.append(str(part))
+        if not isinstance(part, str) or part not in current.model_fields:
+            current = None
+            continue
+        variants = _VARIANTS.get(part) if current is TrainingConfig else None
+        if variants is not None:
+            # pydantic puts the union member's tag after the field name: ('adapter', 'lora', 'r').
+            current = variants.get(str(parts.pop(0))) if parts and parts[0] in variants else None
+            continue
+        annotation = current.model_fields[part].annotation
+        current = (
+            annotation if isinstance(annotation, type) and issubclass(annotation, _Config) else None
         )
-    return registry[kind].from_dict(value)
+    return names, owner
 
 
-# -- adapters -----------------------------------------------------------------------------------
+# -- adapters -------------------------------------------------------------------------------------
 
 
 @_register
-@dataclass(frozen=True, repr=False)
 class LoraConfig(_Config):
     """`[training.adapter] kind = "lora"`: LoRA on a frozen backbone (peft).
 
@@ -370,49 +294,62 @@ class LoraConfig(_Config):
     """
 
     section: ClassVar[str] = "adapter."
-    kind: str = field(default="lora", init=False)
-    r: int = _setting(8, _int(ge=1, le=1024), "LoRA rank")
-    alpha: float = _setting(16.0, _float(gt=0), "LoRA scaling numerator (scale = alpha / r)")
-    dropout: float = _setting(0.1, _float(ge=0, lt=1), "dropout on the LoRA input")
-    target_modules: str | tuple[str, ...] = _setting(
-        "auto",
-        _keyword_or_names("auto", "all-linear"),
-        "'auto' (per-architecture default), 'all-linear', or module name suffixes",
+    kind: Literal["lora"] = "lora"
+    r: Annotated[int, Field(ge=1, le=1024, description="LoRA rank")] = 8
+    alpha: Annotated[
+        float, Field(gt=0, description="LoRA scaling numerator (scale = alpha / r)")
+    ] = 16.0
+    dropout: Annotated[float, Field(ge=0, lt=1, description="dropout on the LoRA input")] = 0.1
+    # 'auto' (per-architecture default), 'all-linear', or module name suffixes.
+    target_modules: _TargetModules = "auto"
+    # 'auto' (the head plus newly initialized modules) or module names.
+    modules_to_save: _ModulesToSave = "auto"
+    bias: Literal["none", "all", "lora_only"] = "none"
+    # MAD-X style named language adapters: language codes, or ['*'] for all.
+    language_adapters: _Names = ()
+    language_r: Annotated[
+        int, Field(ge=1, le=1024, description="rank of each language adapter")
+    ] = 4
+    language_alpha: Annotated[float, Field(gt=0, description="alpha of each language adapter")] = (
+        8.0
     )
-    modules_to_save: str | tuple[str, ...] = _setting(
-        "auto",
-        _keyword_or_names("auto"),
-        "'auto' (the head plus newly initialized modules) or module names",
-    )
-    bias: str = _setting("none", _choice("none", "all", "lora_only"), "which biases train")
-    language_adapters: tuple[str, ...] = _setting(
-        (), _names, "MAD-X style named language adapters: language codes, or ['*'] for all"
-    )
-    language_r: int = _setting(4, _int(ge=1, le=1024), "rank of each language adapter")
-    language_alpha: float = _setting(8.0, _float(gt=0), "alpha of each language adapter")
 
-    def _check(self) -> None:
-        if "*" in self.language_adapters and len(self.language_adapters) > 1:
-            raise self._fail("language_adapters", "'*' means every language; list nothing else")
+    @field_validator("language_adapters")
+    @classmethod
+    def _star_alone(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "*" in value and len(value) > 1:
+            raise ValueError("'*' means every language; list nothing else")
+        return value
 
 
 @_register
-@dataclass(frozen=True, repr=False)
 class FullFineTuneConfig(_Config):
     """`[training.adapter] kind = "full"`: every weight trains (the baseline for LoRA)."""
 
     section: ClassVar[str] = "adapter."
-    kind: str = field(default="full", init=False)
-    freeze_embeddings: bool = _setting(False, _bool, "keep the token embeddings frozen")
+    kind: Literal["full"] = "full"
+    freeze_embeddings: bool = False  # keep the token embeddings frozen
 
 
 ADAPTERS: dict[str, type[_Config]] = {"lora": LoraConfig, "full": FullFineTuneConfig}
 
-# -- optimizer ----------------------------------------------------------------------------------
+
+def _adapter_kind(value: Any) -> Any:
+    # `kind` may be left out of `[training.adapter]`: LoRA is the default.
+    if isinstance(value, Mapping):
+        return value.get("kind", "lora")
+    return getattr(value, "kind", None)
+
+
+_Adapter = Annotated[
+    Annotated[LoraConfig, Tag("lora")] | Annotated[FullFineTuneConfig, Tag("full")],
+    Discriminator(_adapter_kind),
+]
+
+# -- optimizer ------------------------------------------------------------------------------------
 
 
 @_register
-@dataclass(frozen=True, repr=False)
 class AdamWConfig(_Config):
     """`[training.optimizer] kind = "adamw"`: AdamW with warmup, a schedule and layer-wise decay.
 
@@ -421,16 +358,18 @@ class AdamWConfig(_Config):
     """
 
     section: ClassVar[str] = "optimizer."
-    kind: str = field(default="adamw", init=False)
-    lr: float | None = _setting(None, _optional(_float(ge=0, le=1)), "peak learning rate")
-    weight_decay: float = _setting(0.01, _float(ge=0, le=1))
-    beta1: float = _setting(0.9, _float(ge=0, lt=1))
-    beta2: float = _setting(0.999, _float(ge=0, lt=1))
-    eps: float = _setting(1e-8, _float(gt=0))
-    layer_decay: float = _setting(1.0, _float(gt=0, le=1), "layer-wise learning-rate decay")
-    warmup_ratio: float = _setting(0.06, _float(ge=0, lt=1), "share of steps warming up")
-    schedule: str = _setting("linear", _choice("linear", "cosine", "constant"))
-    max_grad_norm: float | None = _setting(1.0, _optional(_float(gt=0)), "clip (None: off)")
+    kind: Literal["adamw"] = "adamw"
+    lr: Annotated[float, Field(ge=0, le=1, description="peak learning rate")] | None = None
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.01
+    beta1: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    beta2: Annotated[float, Field(ge=0, lt=1)] = 0.999
+    eps: Annotated[float, Field(gt=0)] = 1e-8
+    layer_decay: Annotated[float, Field(gt=0, le=1, description="layer-wise lr decay")] = 1.0
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1, description="share of steps warming up")] = (
+        0.06
+    )
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    max_grad_norm: Annotated[float, Field(gt=0, description="clip (None: off)")] | None = 1.0
 
     def resolved_lr(self, adapter: _Config) -> float:
         if self.lr is not None:
@@ -444,39 +383,36 @@ OPTIMIZERS: dict[str, type[_Config]] = {"adamw": AdamWConfig}
 
 
 @_register
-@dataclass(frozen=True, repr=False)
 class DataConfig(_Config):
     """`[training.data]`: splits, tokenization, batching and language sampling."""
 
     section: ClassVar[str] = "data."
-    kind: str = field(default="data", init=False)
-    max_length: int = _setting(128, _int(ge=8, le=8192), "tokens per text (truncated)")
-    batch_size: int = _setting(16, _int(ge=1), "examples per forward pass")
-    effective_batch_size: int | None = _setting(
-        None, _optional(_int(ge=1)), "examples per optimizer step (gradient accumulation)"
+    kind: Literal["data"] = "data"
+    max_length: Annotated[int, Field(ge=8, le=8192, description="tokens per text (truncated)")] = (
+        128
     )
-    eval_batch_size: int = _setting(64, _int(ge=1))
-    sampling_alpha: float = _setting(
-        0.5, _float(ge=0, le=1), "language sampling p ~ n**alpha: 1 proportional, 0 uniform"
-    )
-    group_by_length: bool = _setting(True, _bool, "batch texts of similar length together")
-    validation_fraction: float = _setting(
-        0.15, _float(gt=0, lt=1), "per-language share carved for validation (stratified)"
-    )
-    validation_source: str | None = _setting(
-        None, _optional(_str), "examples ingested with this --source are the validation set"
-    )
-    languages: tuple[str, ...] | None = _setting(None, _optional(_names), "only these languages")
-    text_prefix: str | None = _setting(
-        None, _optional(_text), "put before every text; None: 'query: ' for e5 backbones"
-    )
+    batch_size: Annotated[int, Field(ge=1, description="examples per forward pass")] = 16
+    # Examples per optimizer step (gradient accumulation); at least batch_size.
+    effective_batch_size: Annotated[int, Field(ge=1)] | None = None
+    eval_batch_size: Annotated[int, Field(ge=1)] = 64
+    # Language sampling p ~ n**alpha: 1 proportional, 0 uniform.
+    sampling_alpha: Annotated[float, Field(ge=0, le=1)] = 0.5
+    group_by_length: bool = True  # batch texts of similar length together
+    # Per-language share carved for validation (stratified).
+    validation_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.15
+    # Examples ingested with this --source are the validation set.
+    validation_source: _Name | None = None
+    languages: _Names | None = None  # only these languages
+    # Put before every text; None: 'query: ' for e5 backbones.
+    text_prefix: str | None = None
 
-    def _check(self) -> None:
-        if self.effective_batch_size is not None and self.effective_batch_size < self.batch_size:
-            raise self._fail(
-                "effective_batch_size",
-                f"must be >= batch_size ({self.batch_size}), got {self.effective_batch_size}",
-            )
+    @field_validator("effective_batch_size")
+    @classmethod
+    def _at_least_one_batch(cls, value: int | None, info: ValidationInfo) -> int | None:
+        batch_size = info.data.get("batch_size")
+        if value is not None and batch_size is not None and value < batch_size:
+            raise ValueError(f"must be >= batch_size ({batch_size}), got {value}")
+        return value
 
     @property
     def accumulation_steps(self) -> int:
@@ -485,25 +421,21 @@ class DataConfig(_Config):
 
 
 @_register
-@dataclass(frozen=True, repr=False)
 class EvaluationConfig(_Config):
     """`[training.evaluation]`: per-language evaluation, early stopping and the rollback guard."""
 
     section: ClassVar[str] = "evaluation."
-    kind: str = field(default="evaluation", init=False)
-    every: int = _setting(50, _int(ge=1), "evaluate every N optimizer steps")
-    target: str = _setting("mean", _choice("mean", "worst"), "what early stopping watches")
-    patience: int | None = _setting(5, _optional(_int(ge=1)), "evaluations without improvement")
-    min_delta: float = _setting(0.0, _float(ge=0, le=1), "smallest change that counts")
-    rollback_tolerance: float | None = _setting(
-        0.05,
-        _optional(_float(ge=0, le=1)),
-        "refuse a best checkpoint that drops any language by more than this (None: off)",
-    )
+    kind: Literal["evaluation"] = "evaluation"
+    every: Annotated[int, Field(ge=1, description="evaluate every N optimizer steps")] = 50
+    target: Literal["mean", "worst"] = "mean"  # what early stopping watches
+    # Evaluations without improvement before stopping (None: never stop early).
+    patience: Annotated[int, Field(ge=1)] | None = 5
+    min_delta: Annotated[float, Field(ge=0, le=1, description="smallest change that counts")] = 0.0
+    # Refuse a best checkpoint that drops any language by more than this (None: off).
+    rollback_tolerance: Annotated[float, Field(ge=0, le=1)] | None = 0.05
 
 
 @_register
-@dataclass(frozen=True, repr=False)
 class BudgetConfig(_Config):
     """`[training.budget]`: hard caps; reaching one stops cleanly with the best checkpoint saved.
 
@@ -511,17 +443,15 @@ class BudgetConfig(_Config):
     """
 
     section: ClassVar[str] = "budget."
-    kind: str = field(default="budget", init=False)
-    max_steps: int = _setting(1000, _int(ge=1), "optimizer steps")
-    max_epochs: float | None = _setting(None, _optional(_float(gt=0)), "passes over the data")
-    max_minutes: float | None = _setting(None, _optional(_float(gt=0)), "wall-clock minutes")
-    max_gpu_hours: float | None = _setting(
-        None, _optional(_float(gt=0)), "GPU hours (wall time x GPUs; only on a GPU)"
-    )
+    kind: Literal["budget"] = "budget"
+    max_steps: Annotated[int, Field(ge=1, description="optimizer steps")] = 1000
+    max_epochs: Annotated[float, Field(gt=0, description="passes over the data")] | None = None
+    max_minutes: Annotated[float, Field(gt=0, description="wall-clock minutes")] | None = None
+    # GPU hours (wall time x GPUs; only on a GPU).
+    max_gpu_hours: Annotated[float, Field(gt=0)] | None = None
 
 
 @_register
-@dataclass(frozen=True, repr=False)
 class EfficiencyConfig(_Config):
     """`[training.efficiency]`: mixed precision and activation memory.
 
@@ -530,71 +460,75 @@ class EfficiencyConfig(_Config):
     """
 
     section: ClassVar[str] = "efficiency."
-    kind: str = field(default="efficiency", init=False)
-    precision: str = _setting("auto", _choice("auto", "fp32", "bf16", "fp16"))
-    gradient_checkpointing: bool = _setting(False, _bool, "recompute activations in backward")
+    kind: Literal["efficiency"] = "efficiency"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    gradient_checkpointing: bool = False  # recompute activations in backward
 
 
 @_register
-@dataclass(frozen=True, repr=False)
 class SafetyConfig(_Config):
     """`[training.safety]`: when non-finite losses or gradients end a run."""
 
     section: ClassVar[str] = "safety."
-    kind: str = field(default="safety", init=False)
-    max_consecutive_nonfinite: int = _setting(
-        10, _int(ge=1), "stop after this many skipped steps in a row"
-    )
-    max_nonfinite_steps: int | None = _setting(
-        None, _optional(_int(ge=1)), "stop after this many skipped steps in all (None: no limit)"
-    )
+    kind: Literal["safety"] = "safety"
+    # Stop after this many skipped steps in a row.
+    max_consecutive_nonfinite: Annotated[int, Field(ge=1)] = 10
+    # Stop after this many skipped steps in all (None: no limit).
+    max_nonfinite_steps: Annotated[int, Field(ge=1)] | None = None
 
 
-# -- the whole section --------------------------------------------------------------------------
+# -- the whole section ----------------------------------------------------------------------------
+
+_DEVICE = re.compile(r"auto|cpu|cuda|cuda:\d+|mps")
 
 
 @_register
-@dataclass(frozen=True, repr=False)
 class TrainingConfig(_Config):
     """The whole `[training]` section."""
 
     section: ClassVar[str] = ""
-    kind: str = field(default="training", init=False)
-    backbone: str = _setting(DEFAULT_BACKBONE, _str, "hub name or local path")
-    seed: int = _setting(0, _int(ge=0), "seeds sampling, splits, init and dropout")
-    device: str = _setting("auto", _device)
-    log_every: int = _setting(10, _int(ge=1), "log loss per language every N steps")
-    checkpoint_every: int | None = _setting(
-        None, _optional(_int(ge=1)), "resumable checkpoint every N steps (None: at evaluations)"
-    )
-    adapter: LoraConfig | FullFineTuneConfig = _section(LoraConfig, ADAPTERS)
-    optimizer: AdamWConfig = _section(AdamWConfig, OPTIMIZERS)
-    data: DataConfig = _section(DataConfig, {"data": DataConfig})
-    evaluation: EvaluationConfig = _section(EvaluationConfig, {"evaluation": EvaluationConfig})
-    budget: BudgetConfig = _section(BudgetConfig, {"budget": BudgetConfig})
-    efficiency: EfficiencyConfig = _section(EfficiencyConfig, {"efficiency": EfficiencyConfig})
-    safety: SafetyConfig = _section(SafetyConfig, {"safety": SafetyConfig})
+    kind: Literal["training"] = "training"
+    backbone: Annotated[_Name, Field(description="hub name or local path")] = DEFAULT_BACKBONE
+    seed: Annotated[int, Field(ge=0, description="seeds sampling, splits, init and dropout")] = 0
+    device: str = "auto"
+    log_every: Annotated[int, Field(ge=1, description="log loss per language every N steps")] = 10
+    # Resumable checkpoint every N steps (None: at evaluations).
+    checkpoint_every: Annotated[int, Field(ge=1)] | None = None
+    adapter: _Adapter = Field(default_factory=LoraConfig)
+    optimizer: AdamWConfig = Field(default_factory=AdamWConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    efficiency: EfficiencyConfig = Field(default_factory=EfficiencyConfig)
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
+
+    @field_validator("device")
+    @classmethod
+    def _device_known(cls, value: str) -> str:
+        if _DEVICE.fullmatch(value):
+            return value
+        raise ValueError(f"must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {value!r}")
 
     @property
     def is_lora(self) -> bool:
         return isinstance(self.adapter, LoraConfig)
 
     def with_budget(self, **caps: Any) -> TrainingConfig:
-        """A copy with some budget caps replaced (None values are ignored)."""
-        from dataclasses import replace
-
+        """A copy with some budget caps replaced (None values are ignored), validated."""
         updates = {key: value for key, value in caps.items() if value is not None}
         if not updates:
             return self
-        unknown = set(updates) - set(BudgetConfig.keys())
-        if unknown:
-            raise ConfigError(f"[training] budget.{sorted(unknown)[0]}: unknown key")
-        return replace(self, budget=replace(self.budget, **updates))
+        budget = {**self.budget.model_dump(), **updates}
+        return TrainingConfig.from_dict({**self.model_dump(), "budget": budget})
+
+
+# The sections of TrainingConfig that are a union of kinds (pydantic tags their errors).
+_VARIANTS: dict[str, Mapping[str, type[_Config]]] = {"adapter": ADAPTERS}
 
 
 def parse_training_config(raw: Mapping[str, Any] | None) -> TrainingConfig:
     """Validate the raw `[training]` mapping of `curation.config.Config.training`."""
-    return TrainingConfig.from_dict(raw or {})  # type: ignore[return-value]
+    return TrainingConfig.from_dict(raw or {})
 
 
 def load_config(path: str | Path) -> _Config:
