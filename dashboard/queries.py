@@ -483,21 +483,20 @@ def _project(vectors: np.ndarray, method: str, seed: int = 0) -> tuple[np.ndarra
             return reducer.fit_transform(vectors).astype(np.float32), "umap"
         except ImportError:
             pass
-    centered = vectors.astype(np.float32) - vectors.mean(axis=0, keepdims=True, dtype=np.float64)
-    centered = centered.astype(np.float32)
-    if len(vectors) < 2 or not np.any(centered):
-        return np.zeros((len(vectors), 2), dtype=np.float32), "pca"
-    # PCA from the (dim x dim) covariance: far cheaper than an SVD of the (n x dim) matrix.
-    covariance = (centered.T @ centered).astype(np.float64)
-    _, eigenvectors = np.linalg.eigh(covariance)  # ascending eigenvalues
-    components = eigenvectors[:, ::-1][:, :2].T
-    if components.shape[0] < 2:
-        components = np.vstack([components, np.zeros_like(components[:1])])
-    points = centered.astype(np.float64) @ components.T
-    # Deterministic signs: the largest loading of each component is positive.
-    signs = np.sign(components[np.arange(2), np.abs(components).argmax(axis=1)])
-    signs[signs == 0] = 1
-    return (points * signs).astype(np.float32), "pca"
+    from sklearn.decomposition import PCA  # here: the Overview page starts without sklearn
+
+    data = np.asarray(vectors, dtype=np.float64)
+    if len(data) < 2 or not np.ptp(data, axis=0).any():
+        return np.zeros((len(data), 2), dtype=np.float32), "pca"
+    # covariance_eigh: one (dim x dim) covariance and its eigendecomposition, far cheaper than
+    # an SVD of the (n x dim) matrix for n >> dim (5000 x 384 here). sklearn flips signs so the
+    # largest loading of each component is positive: the map keeps its orientation across runs.
+    n_components = min(2, *data.shape)
+    pca = PCA(n_components=n_components, svd_solver="covariance_eigh", random_state=seed)
+    points = pca.fit_transform(data)
+    if n_components < 2:  # one-dimensional vectors: the second axis is flat
+        points = np.hstack([points, np.zeros((len(points), 1))])
+    return points.astype(np.float32), "pca"
 
 
 def pool_map(

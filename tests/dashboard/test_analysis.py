@@ -144,6 +144,32 @@ def test_pca_projection_is_deterministic_and_keeps_structure() -> None:
     assert queries._project(np.zeros((1, 4), np.float32), "pca")[0].shape == (1, 2)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pca_map_matches_a_numpy_svd_reference_up_to_sign(seed: int) -> None:
+    # Embedding-like data with distinct variances per direction, so the two leading components
+    # are well defined; the reference is the textbook PCA: an SVD of the centered matrix.
+    rng = np.random.default_rng(seed)
+    scales = np.linspace(3.0, 0.1, 24)
+    vectors = (rng.normal(size=(400, 24)) * scales) @ np.linalg.qr(rng.normal(size=(24, 24)))[0]
+    vectors = (vectors + 0.5).astype(np.float32)
+    points, method = queries._project(vectors, "pca", seed=seed)
+    assert method == "pca" and points.shape == (400, 2) and points.dtype == np.float32
+    centered = vectors.astype(np.float64) - vectors.astype(np.float64).mean(axis=0)
+    u, s, _ = np.linalg.svd(centered, full_matrices=False)
+    reference = u[:, :2] * s[:2]
+    for axis in range(2):
+        sign = np.sign(points[:, axis] @ reference[:, axis])
+        np.testing.assert_allclose(points[:, axis], sign * reference[:, axis], rtol=0, atol=1e-5)
+
+
+def test_pca_map_of_degenerate_inputs_is_flat() -> None:
+    assert queries._project(np.ones((5, 3), np.float32), "pca")[0].tolist() == [[0.0, 0.0]] * 5
+    line = np.array([[0.0], [1.0], [3.0]], np.float32)  # one-dimensional vectors
+    points, _ = queries._project(line, "pca")
+    np.testing.assert_allclose(np.abs(points[:, 0]), [4 / 3, 1 / 3, 5 / 3], rtol=1e-6)
+    assert points[:, 1].tolist() == [0.0, 0.0, 0.0]
+
+
 @pytest.mark.slow
 def test_umap_projection_keeps_separate_blobs_apart() -> None:
     rng = np.random.default_rng(0)
