@@ -24,9 +24,11 @@ Cache layout: `vectors/<model-slug>/shard-NNNNNN.npy` (float32 or float16, L2-no
 `normalize`), and the tables `embedding_shards` and `embeddings` (example id -> shard, row). A
 shard is written to a temporary file and renamed, and recorded in the same transaction that holds
 the writer lock: a killed `curate embed` leaves only whole shards, and the next run embeds just
-what is still missing. Vectors are keyed by model (plus prefix and normalization), not by
-backend: a store embedded with MiniLM keeps its vectors under MiniLM's key, and switching models
-embeds under the new key without touching the old one.
+what is still missing. Two writers embedding the same examples (`curate embed` racing `curate
+run`) do not conflict: under the lock, a writer stores only the vectors nobody committed while it
+computed, and deletes its shard again when its rows do not commit. Vectors are keyed by model
+(plus prefix and normalization), not by backend: a store embedded with MiniLM keeps its vectors
+under MiniLM's key, and switching models embeds under the new key without touching the old one.
 """
 
 from __future__ import annotations
@@ -401,64 +403,110 @@ class EmbeddingCache:
         return ids, texts
 
     def add(self, ids: Sequence[str], vectors: np.ndarray) -> int:
-        """Write one shard and record it; returns the shard number."""
+        """Write the vectors of the ids that have none yet as one shard; returns how many.
+
+        Idempotent against another writer (`curate embed` racing `curate run`): vectors that
+        another process committed while these were computed are skipped, under the write lock,
+        and a shard whose rows do not commit is deleted, so no shard file is left that no row
+        references.
+        """
         if len(ids) != len(vectors):
             raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
         vectors = np.ascontiguousarray(vectors, dtype=self.dtype)
-        known_dim = self.dim()
-        if known_dim is not None and known_dim != vectors.shape[1]:
-            raise StoreError(
-                f"model {self.key!r} gave {vectors.shape[1]}-d vectors; the cache holds "
-                f"{known_dim}-d ones"
-            )
-        self.folder.mkdir(parents=True, exist_ok=True)
         conn = self.store.conn
-        with self.store.transaction():
-            shard = conn.execute(
-                "SELECT COALESCE(MAX(shard), 0) + 1 FROM embedding_shards WHERE model = ?",
-                (self.key,),
-            ).fetchone()[0]
-            path = self.folder / f"shard-{shard:06d}.npy"
-            temporary = path.with_suffix(".npy.tmp")
-            with open(temporary, "wb") as handle:
-                np.save(handle, vectors)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-            conn.execute(
-                "INSERT INTO embedding_shards (model, shard, path, rows, dim, dtype, created_at) "
-                "VALUES (?,?,?,?,?,?,?)",
-                (
-                    self.key,
-                    shard,
-                    path.name,
-                    len(ids),
-                    vectors.shape[1],
-                    self.dtype,
-                    utc_now(),
-                ),
+        path: Path | None = None
+        try:
+            with self.store.transaction():
+                # Inside the write lock: what is stored now is final until this commits.
+                known_dim = self.dim()
+                if known_dim is not None and known_dim != vectors.shape[1]:
+                    raise StoreError(
+                        f"model {self.key!r} gave {vectors.shape[1]}-d vectors; the cache holds "
+                        f"{known_dim}-d ones"
+                    )
+                stored = self._stored(ids)
+                positions: dict[str, int] = {}
+                for position, example_id in enumerate(ids):
+                    if example_id not in stored:
+                        positions.setdefault(example_id, position)
+                if not positions:
+                    return 0
+                new_ids = list(positions)
+                new_vectors = vectors[list(positions.values())]
+                self.folder.mkdir(parents=True, exist_ok=True)
+                shard = conn.execute(
+                    "SELECT COALESCE(MAX(shard), 0) + 1 FROM embedding_shards WHERE model = ?",
+                    (self.key,),
+                ).fetchone()[0]
+                path = self.folder / f"shard-{shard:06d}.npy"
+                temporary = path.with_suffix(".npy.tmp")
+                with open(temporary, "wb") as handle:
+                    np.save(handle, new_vectors)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, path)
+                conn.execute(
+                    "INSERT INTO embedding_shards (model, shard, path, rows, dim, dtype, "
+                    "created_at) VALUES (?,?,?,?,?,?,?)",
+                    (
+                        self.key,
+                        shard,
+                        path.name,
+                        len(new_ids),
+                        new_vectors.shape[1],
+                        self.dtype,
+                        utc_now(),
+                    ),
+                )
+                conn.executemany(
+                    "INSERT INTO embeddings (model, example_id, shard, row) VALUES (?,?,?,?)",
+                    [(self.key, example_id, shard, row) for row, example_id in enumerate(new_ids)],
+                )
+        except BaseException:
+            if path is not None and not self.store.conn.in_transaction:
+                # Rolled back (or the commit failed): no row references this shard.
+                path.unlink(missing_ok=True)
+                path.with_suffix(".npy.tmp").unlink(missing_ok=True)
+            raise
+        return len(new_ids)
+
+    def _stored(self, ids: Sequence[str]) -> set[str]:
+        """Those of `ids` that already have a vector of this model."""
+        found: set[str] = set()
+        values = list(dict.fromkeys(ids))
+        for start in range(0, len(values), 5000):
+            part = values[start : start + 5000]
+            marks = ",".join("?" * len(part))
+            found.update(
+                row[0]
+                for row in self.store.conn.execute(
+                    "SELECT example_id FROM embeddings WHERE model = ? "
+                    f"AND example_id IN ({marks})",
+                    [self.key, *part],
+                )
             )
-            conn.executemany(
-                "INSERT INTO embeddings (model, example_id, shard, row) VALUES (?,?,?,?)",
-                [(self.key, example_id, shard, row) for row, example_id in enumerate(ids)],
-            )
-        return shard
+        return found
 
     def remove_orphan_files(self) -> int:
-        """Delete shard files no committed row points at (left by a killed writer)."""
+        """Delete shard files no committed row points at (left by a killed writer).
+
+        Under the write lock: another writer's shard exists on disk before its rows commit,
+        and would look like an orphan to a reader outside the lock.
+        """
         if not self.folder.exists():
             return 0
-        recorded = {
-            row[0]
-            for row in self.store.conn.execute(
-                "SELECT path FROM embedding_shards WHERE model = ?", (self.key,)
-            )
-        }
         removed = 0
-        for path in self.folder.iterdir():
-            if path.name not in recorded:
-                path.unlink()
-                removed += 1
+        with self.store.transaction():
+            recorded = {
+                row[0]
+                for row in self.store.conn.execute(
+                    "SELECT path FROM embedding_shards WHERE model = ?", (self.key,)
+                )
+            }
+            for path in self.folder.iterdir():
+                if path.name not in recorded:
+                    path.unlink()
+                    removed += 1
         return removed
 
     def load(self, ids: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
@@ -552,8 +600,8 @@ def embed_pool(
             else:
                 vectors = embedder.encode(texts, prefix=prefix)
                 bar.update(len(ids))
-            cache.add(ids, vectors)
-            result["embedded"] += len(ids)
+            # Fewer than len(ids) when another writer (a racing `curate run`) stored some first.
+            result["embedded"] += cache.add(ids, vectors)
     result["seconds"] = round(time.perf_counter() - started, 3)
     result["dim"] = cache.dim()
     return result

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from curation.embeddings import EmbeddingCache
 from curation.errors import StoreError
 from curation.store import HOLDER_NAME, Store, utc_now
 from tests.conftest import REPO, run_cli, write_config
@@ -162,3 +165,83 @@ def test_busy_timeout_from_the_environment_is_checked(
     with Store(store_path) as store:
         assert store.busy_timeout == 2.5
         assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 2500
+
+
+# -- 2. two writers embedding the same examples -------------------------------------------------
+
+
+def _add_examples(store: Store, ids: list[str]) -> None:
+    with store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO examples (id, text, raw_text, text_hash, language, language_source, "
+            "source, file, line, created_at) VALUES (?, ?, ?, ?, 'en', 'given', 's', 'f', 1, ?)",
+            [(i, i, i, "hash-" + i, utc_now()) for i in ids],
+        )
+
+
+def _shard_files_without_rows(store: Store, cache: EmbeddingCache) -> list[str]:
+    recorded = {row[0] for row in store.conn.execute("SELECT path FROM embedding_shards")}
+    return sorted(p.name for p in cache.folder.iterdir() if p.name not in recorded)
+
+
+def test_racing_embedders_store_each_vector_once_and_leave_no_orphan_shard(
+    store_path: Path,
+) -> None:
+    ids = [f"e{i}" for i in range(6)]
+    with Store(store_path) as store:
+        _add_examples(store, ids)
+    rng = np.random.default_rng(0)
+    first_vectors = rng.standard_normal((4, 8)).astype(np.float32)
+    second_vectors = rng.standard_normal((6, 8)).astype(np.float32)
+    # `curate run` and `curate embed` both found e0..e5 missing; `run` commits e0..e3 first
+    # (its chunk), then `embed` commits its vectors of all six, computed before that commit.
+    with Store(store_path) as run_store, Store(store_path) as embed_store:
+        run_cache = EmbeddingCache(run_store, "model-x")
+        embed_cache = EmbeddingCache(embed_store, "model-x")
+        run_written = run_cache.add(ids[:4], first_vectors)
+        embed_written = embed_cache.add(ids, second_vectors)  # was: UNIQUE constraint failed
+        assert (run_written, embed_written) == (4, 2)
+        assert embed_cache.add(ids, second_vectors) == 0  # all stored: nothing, not even a shard
+        per_example = embed_store.conn.execute(
+            "SELECT example_id, COUNT(*) FROM embeddings WHERE model = 'model-x' "
+            "GROUP BY example_id ORDER BY example_id"
+        ).fetchall()
+        assert [tuple(row) for row in per_example] == [(i, 1) for i in ids]
+        assert sorted(p.name for p in embed_cache.folder.iterdir()) == [
+            "shard-000001.npy",
+            "shard-000002.npy",
+        ]
+        assert _shard_files_without_rows(embed_store, embed_cache) == []
+        loaded_ids, loaded = embed_cache.load(ids)
+        # The first committed vector of each example wins; the loser's duplicates are dropped.
+        np.testing.assert_array_equal(loaded[:4], first_vectors)
+        np.testing.assert_array_equal(loaded[4:], second_vectors[4:])
+
+
+def test_shard_whose_rows_do_not_commit_is_deleted(store_path: Path) -> None:
+    with Store(store_path) as store:
+        _add_examples(store, ["e0"])
+        cache = EmbeddingCache(store, "model-x")
+        # "ghost" is no example: the foreign key fails after the shard file was written.
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY constraint failed"):
+            cache.add(["e0", "ghost"], np.ones((2, 8), dtype=np.float32))
+        assert list(cache.folder.iterdir()) == []
+        assert store.conn.execute("SELECT COUNT(*) FROM embedding_shards").fetchone()[0] == 0
+        assert cache.add(["e0"], np.ones((1, 8), dtype=np.float32)) == 1
+        assert [p.name for p in cache.folder.iterdir()] == ["shard-000001.npy"]
+
+
+def test_orphan_sweep_never_deletes_the_shard_of_a_writer_mid_transaction(
+    store_path: Path,
+) -> None:
+    with Store(store_path) as writer, Store(store_path, busy_timeout=0) as sweeper:
+        cache = EmbeddingCache(writer, "model-x")
+        cache.folder.mkdir(parents=True)
+        with writer.transaction():
+            # What add() does before its rows commit: the shard is on disk, its rows are not.
+            (cache.folder / "shard-000001.npy").write_bytes(b"written, rows pending")
+            with pytest.raises(StoreError, match="is busy"):
+                EmbeddingCache(sweeper, "model-x").remove_orphan_files()
+            assert (cache.folder / "shard-000001.npy").exists()
+        # After the writer is done (here: it committed no rows), the sweep may remove it.
+        assert EmbeddingCache(sweeper, "model-x").remove_orphan_files() == 1
