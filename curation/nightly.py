@@ -21,9 +21,11 @@ blocks; a live holder makes a second run exit with `EXIT_LOCKED` and names its P
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
+import sqlite3
 import sys
 import time
 import uuid
@@ -34,7 +36,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from curation.config import Config
-from curation.errors import CurateError, UnreadableFileError
+from curation.errors import (
+    ConfigError,
+    CurateError,
+    InputError,
+    StoreError,
+    UnreadableFileError,
+)
+from curation.normalize import file_sha256
 from curation.run_context import RunContext, StageResult
 from curation.store import Store, utc_now
 
@@ -140,15 +149,96 @@ def inbox_files(config: Config) -> list[Path]:
     return sorted(files)
 
 
+# An inbox file quarantined as unreadable: its `ingested_files` row read nothing, and its one
+# quarantine row has field `file`. Its key is the content hash (or, for a file that cannot even
+# be opened, UNOPENABLE_PREFIX + a hash of its path, size and mtime).
+_UNREADABLE_KEYS = (
+    "SELECT i.content_hash FROM ingested_files i WHERE i.rows_read = 0 AND i.added = 0 "
+    "AND EXISTS (SELECT 1 FROM quarantine q WHERE q.file = i.path AND q.field = 'file')"
+)
+UNOPENABLE_PREFIX = "unopenable:"
+_MAX_REASON = 500
+
+
+def _inbox_key(path: Path) -> tuple[str, str | None]:
+    """The key a file is known by (its content hash), and why it cannot be read if it cannot.
+
+    A file that cannot be opened (permissions, an I/O error) has no content hash; its path, size
+    and modification time stand in, so a fixed or replaced file is tried again.
+    """
+    try:
+        return file_sha256(str(path)), None
+    except OSError as exc:
+        try:
+            stat = path.stat()
+            identity = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}"
+        except OSError:
+            identity = str(path)
+        digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()
+        return UNOPENABLE_PREFIX + digest, f"{path}: cannot be read: {exc.strerror or exc}"
+
+
+def _is_file_problem(exc: Exception, path: Path) -> bool:
+    """Whether an error ingesting one file is about that file (quarantine it and go on) rather
+    than about the store or the configuration (which would fail every file: the stage fails)."""
+    if isinstance(exc, UnreadableFileError):
+        return True
+    if isinstance(exc, sqlite3.Error | MemoryError | StoreError | ConfigError):
+        return False
+    if isinstance(exc, InputError):
+        # Input errors about one file name it first (e.g. an unsupported file type); the others
+        # are about the label set or the configuration.
+        return str(exc).startswith(f"{path}:")
+    # Any other failure reading this file's content (a reader crash: RecursionError,
+    # UnicodeError, a pyarrow or OS error) must not stop the other files, tonight and every
+    # night after.
+    return not isinstance(exc, CurateError)
+
+
+def _file_problem_reason(exc: Exception, path: Path) -> str:
+    # Our own errors name the file already; a reader's crash is named by its type.
+    text = str(exc) if isinstance(exc, CurateError) else f"{path}: {type(exc).__name__}: {exc}"
+    reason = " ".join(text.split())  # one line
+    # SQLite cannot store lone surrogates (a reader's error may quote the bad text).
+    reason = reason.encode("utf-8", "replace").decode("utf-8")
+    return reason if len(reason) <= _MAX_REASON else reason[: _MAX_REASON - 1] + "…"
+
+
+def quarantine_inbox_file(store: Store, path: Path, reason: str, key: str) -> None:
+    """Record an unreadable inbox file once: one quarantine row (field `file`) and its key in
+    `ingested_files`, so later runs skip it until its content changes."""
+    now = utc_now()
+    with store.transaction() as conn:
+        conn.execute(
+            "INSERT OR IGNORE INTO quarantine (file, line, field, reason, raw, source, created_at) "
+            "VALUES (?, NULL, 'file', ?, NULL, ?, ?)",
+            (str(path), reason, path.name, now),
+        )
+        conn.execute(
+            "INSERT OR IGNORE INTO ingested_files (content_hash, path, source, rows_read, added, "
+            "duplicates, quarantined, ingested_at) VALUES (?, ?, ?, 0, 0, 0, 1, ?)",
+            (key, str(path), path.name, now),
+        )
+
+
 def stage_ingest(ctx: RunContext) -> StageResult:
-    from curation.ingest import Ingestor, quarantine_unreadable_file
-    from curation.normalize import file_sha256
+    """Ingest the inbox's new files. A file that cannot be read is quarantined (once per
+    content), warned about, and the other files and the later stages go on."""
+    from curation.ingest import Ingestor
 
     if not ctx.config.run.inbox:
         return StageResult("skipped", {"files": 0}, "no [run] inbox configured")
     files = inbox_files(ctx.config)
     known = {row[0] for row in ctx.store.conn.execute("SELECT content_hash FROM ingested_files")}
-    new = [path for path in files if file_sha256(str(path)) not in known]
+    unreadable_before = {row[0] for row in ctx.store.conn.execute(_UNREADABLE_KEYS)}
+    new: list[tuple[Path, str, str | None]] = []
+    skipped_unreadable = 0
+    for path in files:
+        key, problem = _inbox_key(path)
+        if key in unreadable_before:
+            skipped_unreadable += 1
+        elif key not in known:
+            new.append((path, key, problem))
     counts = {
         "files": len(new),
         "read": 0,
@@ -156,22 +246,42 @@ def stage_ingest(ctx: RunContext) -> StageResult:
         "duplicates": 0,
         "quarantined": 0,
         "unreadable_files": 0,
+        "skipped_unreadable": skipped_unreadable,
     }
+    # Said in the report every night the files stay, but warned about only once per content.
+    message = (
+        f"{skipped_unreadable} inbox file(s) quarantined as unreadable by an earlier run skipped "
+        "(warned once per file content; `curate quarantine` lists them)"
+        if skipped_unreadable
+        else None
+    )
     if ctx.dry_run:
-        return StageResult("dry-run", counts, f"would ingest {len(new)} new file(s)")
+        return StageResult(
+            "dry-run",
+            counts,
+            f"would ingest {len(new)} new file(s)" + (f"; {message}" if message else ""),
+        )
     ingestor = Ingestor(ctx.store, ctx.config, progress=ctx.progress)
-    for path in new:
-        try:
-            report = ingestor.ingest(path, source=f"inbox:{path.parent.name}")
-        except UnreadableFileError as exc:
-            quarantine_unreadable_file(ctx.store, path, str(exc))
-            counts["unreadable_files"] += 1
-            counts["quarantined"] += 1
-            ctx.warn(f"quarantined unreadable inbox file: {exc}")
-            continue
-        for key in ("read", "added", "duplicates", "quarantined"):
-            counts[key] += getattr(report, key)
-    return StageResult("ok", counts)
+    for path, key, problem in new:
+        if problem is None:
+            try:
+                report = ingestor.ingest(path, source=f"inbox:{path.parent.name}")
+            except Exception as exc:
+                if not _is_file_problem(exc, path):
+                    raise
+                problem = _file_problem_reason(exc, path)
+            else:
+                for name in ("read", "added", "duplicates", "quarantined"):
+                    counts[name] += getattr(report, name)
+                continue
+        quarantine_inbox_file(ctx.store, path, problem, key)
+        counts["unreadable_files"] += 1
+        counts["quarantined"] += 1
+        ctx.warn(
+            f"quarantined unreadable inbox file: {problem} "
+            "(skipped, without a warning, until its content changes)"
+        )
+    return StageResult("ok", counts, message)
 
 
 def stage_embed(ctx: RunContext) -> StageResult:
