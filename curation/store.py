@@ -52,6 +52,7 @@ Schema version 2 adds the nightly job's bookkeeping:
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -62,7 +63,7 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
-from curation.errors import ConfigError, StoreError
+from curation.errors import ConfigError, InputError, StoreError
 
 DB_NAME = "curate.db"
 
@@ -316,6 +317,7 @@ DEFAULT_BUSY_TIMEOUT = 30.0
 HOLDER_NAME = "write.holder"
 #: The nightly job's lock file (curation.nightly.run_lock writes "pid N since T" into it).
 RUN_LOCK_NAME = "run.lock"
+STORE_PATH_HINT = "set [store] path or $CURATE_STORE to a writable folder"
 
 
 def utc_now() -> str:
@@ -357,6 +359,8 @@ class Store:
         # Fixed at open: `curate run --dry-run` re-points `path` of a scratch copy at the real
         # store (for its vectors), and its transactions must not leave marks there.
         self._holder_path = self.path / HOLDER_NAME
+        if self.path.exists() and not self.path.is_dir():
+            raise InputError(f"store path {self.path} is a file, not a folder: {STORE_PATH_HINT}")
         self.conn = self._open_read_only() if read_only else self._open_writer()
 
     def _connect(self, target: str, *, uri: bool = False) -> sqlite3.Connection:
@@ -378,19 +382,39 @@ class Store:
         return self.conn
 
     def _open_writer(self) -> sqlite3.Connection:
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.conn = self._connect(str(self.db_path))
         try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(
+                f"cannot create the store folder {self.path} ({_mkdir_failure(self.path, exc)}): "
+                f"{STORE_PATH_HINT}"
+            ) from None
+        existed = self.db_path.exists()
+        conn: sqlite3.Connection | None = None
+        try:
+            # Opening a new file fails here already, an existing one at the first write.
+            conn = self.conn = self._connect(str(self.db_path))
             # WAL: readers never block the writer and see the last committed state.
             # synchronous=FULL: a committed label survives power loss, not only a killed process.
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = FULL")
             self._migrate()
         except sqlite3.OperationalError as exc:
-            self.conn.close()
+            if conn is not None:
+                conn.close()
             if _is_busy(exc):
                 raise self._busy_error() from None
-            raise
+            if not _cannot_write(exc):
+                raise
+            cause = _write_failure(self.path, self.db_path)
+            if not existed:
+                raise InputError(
+                    f"cannot create {self.db_path} ({cause}): {STORE_PATH_HINT}"
+                ) from None
+            raise InputError(
+                f"store is read-only: {self.path} ({cause}); commands that only read it "
+                "(status, quarantine, export, the dashboard) still work"
+            ) from None
         except StoreError:
             self.conn.close()
             raise
@@ -537,6 +561,45 @@ def _split_sql(script: str) -> list[str]:
 def _is_busy(exc: sqlite3.Error) -> bool:
     name = getattr(exc, "sqlite_errorname", "") or ""
     return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in str(exc)
+
+
+def _cannot_write(exc: sqlite3.Error) -> bool:
+    """SQLite could not create or write a file of the store (folder or file not writable)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM"))
+
+
+def _read_only_file_system(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _mkdir_failure(path: Path, exc: OSError) -> str:
+    """Why `path` could not be created, in words."""
+    if exc.errno == errno.EROFS:
+        return "read-only file system"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if exc.errno == errno.ENOTDIR:
+        return "a part of the path is a file, not a folder"
+    existing = next((parent for parent in path.parents if parent.is_dir()), None)
+    if exc.errno == errno.ENOENT and existing is not None and existing == path.parent:
+        # procfs and sysfs answer ENOENT to mkdir although the parent is there.
+        return f"{existing} does not allow new folders"
+    return (exc.strerror or str(exc)).lower()
+
+
+def _write_failure(folder: Path, db_path: Path) -> str:
+    """Why SQLite could not write the store, in words."""
+    if _read_only_file_system(folder):
+        return "read-only file system"
+    if not os.access(folder, os.W_OK):
+        return "the folder is not writable"
+    if db_path.exists() and not os.access(db_path, os.W_OK):
+        return f"{db_path.name} is not writable"
+    return "permission denied"
 
 
 def _command_name(argv: list[str]) -> str:

@@ -245,3 +245,112 @@ def test_orphan_sweep_never_deletes_the_shard_of_a_writer_mid_transaction(
             assert (cache.folder / "shard-000001.npy").exists()
         # After the writer is done (here: it committed no rows), the sweep may remove it.
         assert EmbeddingCache(sweeper, "model-x").remove_orphan_files() == 1
+
+
+# -- 3. store paths that cannot be a store ------------------------------------------------------
+
+needs_non_root = pytest.mark.skipif(
+    os.geteuid() == 0, reason="root writes through file permissions; run as a normal user"
+)
+
+
+def _make_read_only(folder: Path) -> None:
+    """`chmod -R a-w folder`."""
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)
+
+
+@pytest.fixture()
+def restore_write(tmp_path: Path) -> Iterator[None]:
+    yield
+    for path in [tmp_path, *tmp_path.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | 0o200)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux procfs")
+def test_store_under_proc_names_the_path_and_the_cause(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from curation.errors import InputError
+
+    monkeypatch.delenv("CURATE_STORE", raising=False)
+    expected = (
+        "cannot create the store folder /proc/curate-store (/proc does not allow new folders): "
+        "set [store] path or $CURATE_STORE to a writable folder"
+    )
+    with pytest.raises(InputError) as caught:
+        Store("/proc/curate-store")
+    assert str(caught.value) == expected
+    write_config(tmp_path, '[store]\npath = "/proc/curate-store"\n')
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"text": "hello there", "language": "en"}\n', encoding="utf-8")
+    assert run_cli(capsys, "ingest", str(pool)) == (2, "", f"error: {expected}\n")
+
+
+def test_store_path_that_is_a_file_is_refused_for_writing_and_reading(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from curation.errors import InputError
+
+    monkeypatch.delenv("CURATE_STORE", raising=False)
+    a_file = tmp_path / "store.db"
+    a_file.write_text("not a folder")
+    expected = (
+        f"store path {a_file} is a file, not a folder: set [store] path or $CURATE_STORE to a "
+        "writable folder"
+    )
+    for read_only in (False, True):
+        with pytest.raises(InputError) as caught:
+            Store(a_file, read_only=read_only)
+        assert str(caught.value) == expected
+    write_config(tmp_path, f'[store]\npath = "{a_file}"\n')
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"text": "hello there", "language": "en"}\n', encoding="utf-8")
+    assert run_cli(capsys, "ingest", str(pool)) == (2, "", f"error: {expected}\n")
+    assert a_file.read_text() == "not a folder"
+
+
+def test_store_folder_on_a_read_only_file_system_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from curation.errors import InputError
+
+    target = tmp_path / "mnt" / "store"
+
+    def read_only_mkdir(self: Path, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only_mkdir)
+    with pytest.raises(InputError) as caught:
+        Store(target)
+    assert str(caught.value) == (
+        f"cannot create the store folder {target} (read-only file system): set [store] path or "
+        "$CURATE_STORE to a writable folder"
+    )
+
+
+@needs_non_root
+def test_writing_to_a_read_only_store_says_it_is_read_only(
+    store_path: Path, restore_write: None
+) -> None:
+    from curation.errors import InputError
+
+    _make_read_only(store_path)
+    with pytest.raises(InputError) as caught:
+        Store(store_path)
+    assert str(caught.value) == (
+        f"store is read-only: {store_path} (the folder is not writable); commands that only "
+        "read it (status, quarantine, export, the dashboard) still work"
+    )
+    empty = store_path.parent / "empty"
+    empty.mkdir()
+    _make_read_only(empty)
+    with pytest.raises(InputError) as caught:
+        Store(empty)
+    assert str(caught.value) == (
+        f"cannot create {empty / 'curate.db'} (the folder is not writable): set [store] path or "
+        "$CURATE_STORE to a writable folder"
+    )
