@@ -839,6 +839,31 @@ def exact_duplicate_clusters(store: Store, limit: int = 2000) -> dict[str, Any]:
     return {"clusters": clusters, "total": int(total), "rows": int(rows)}
 
 
+def similarity_components(unit: np.ndarray, threshold: float) -> np.ndarray:
+    """Connected components of the graph that links rows whose cosine is >= `threshold`.
+
+    `unit` holds unit-length rows. Returns, per row, the smallest row index of its component
+    (a stable name: the same rows give the same numbers). An exact FAISS range search gives the
+    edges, already in CSR layout (`lims` are the row pointers); scipy labels the components.
+    """
+    import faiss
+    from scipy.sparse import csr_array
+    from scipy.sparse.csgraph import connected_components
+
+    size = len(unit)
+    index = faiss.IndexFlatIP(unit.shape[1])
+    index.add(unit)
+    lims, _, neighbours = index.range_search(unit, float(threshold))
+    edges = np.ones(len(neighbours), dtype=np.int8)
+    graph = csr_array(
+        (edges, neighbours.astype(np.int64), lims.astype(np.int64)), shape=(size, size)
+    )
+    count, labels = connected_components(graph, directed=False)
+    smallest = np.full(count, size, dtype=np.int64)
+    np.minimum.at(smallest, labels, np.arange(size))
+    return smallest[labels]
+
+
 def near_duplicate_clusters(
     store: Store,
     model_key: str | None,
@@ -877,26 +902,7 @@ def near_duplicate_clusters(
     ids, vectors = EmbeddingCache(store, model_key).load(table["example_id"].tolist())
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     unit = np.ascontiguousarray(vectors / np.where(norms == 0, 1, norms), dtype=np.float32)
-    import faiss
-
-    index = faiss.IndexFlatIP(unit.shape[1])
-    index.add(unit)
-    lims, _, neighbours = index.range_search(unit, float(threshold))
-    parent = np.arange(len(unit))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i in range(len(unit)):
-        for j in neighbours[lims[i] : lims[i + 1]]:
-            if j != i:
-                a, b = find(i), find(int(j))
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-    roots = np.array([find(i) for i in range(len(unit))])
+    roots = similarity_components(unit, threshold)
     unique, counts = np.unique(roots, return_counts=True)
     multi = unique[counts > 1]
     if len(multi) == 0:

@@ -183,6 +183,50 @@ def test_umap_projection_keeps_separate_blobs_apart() -> None:
     assert (to_a[:60] < to_b[:60]).all() and (to_b[60:] < to_a[60:]).all()
 
 
+def _brute_force_components(unit: np.ndarray, threshold: float) -> np.ndarray:
+    """Per row, the smallest row index reachable through pairs with cosine >= threshold."""
+    similar = unit.astype(np.float64) @ unit.astype(np.float64).T >= threshold
+    smallest = np.arange(len(unit))
+    while True:  # spread the smallest index along edges until nothing changes
+        spread = np.array([smallest[row].min() for row in similar])
+        if np.array_equal(spread, smallest):
+            return smallest
+        smallest = spread
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_near_duplicate_components_match_brute_force(seed: int) -> None:
+    # Chains of small steps away from a few centres: neighbours in a chain are near duplicates,
+    # its two ends often are not, so only the transitive closure joins them.
+    rng = np.random.default_rng(seed)
+    rows = []
+    for centre in rng.normal(size=(6, 12)):
+        point = centre
+        for _ in range(rng.integers(1, 7)):
+            rows.append(point)
+            point = point + rng.normal(scale=0.12, size=12)
+    rows.extend(rng.normal(size=(20, 12)))  # loners
+    vectors = np.array(rows)[rng.permutation(len(rows))]
+    unit = np.ascontiguousarray(
+        vectors / np.linalg.norm(vectors, axis=1, keepdims=True), np.float32
+    )
+    threshold = 0.97
+    cosines = unit.astype(np.float64) @ unit.astype(np.float64).T
+    # No pair sits within float32 rounding of the threshold, so the expectation is exact.
+    assert np.abs(cosines - threshold).min() > 1e-4
+    expected = _brute_force_components(unit, threshold)
+    assert queries.similarity_components(unit, threshold).tolist() == expected.tolist()
+    sizes = np.unique(expected, return_counts=True)[1]
+    assert (sizes > 1).sum() >= 2  # the data has clusters to find, not only loners
+    similar = cosines >= threshold
+    chained = [
+        root
+        for root in np.unique(expected)
+        if not similar[np.ix_(expected == root, expected == root)].all()
+    ]
+    assert chained  # some cluster holds a pair that only the transitive closure joins
+
+
 def test_nightly_run_times_fit_a_metric_tile() -> None:
     assert analysis.short_time("2026-11-02T01:00:00+00:00") == "11-02 01:00"
     assert analysis.short_time("2026-11-02T03:30:00+02:00") == "11-02 01:30"  # shown in UTC
