@@ -2,6 +2,8 @@
 
 ``allocate`` splits a labeling budget over languages in three stages:
 
+0. **stopped** -- a language in ``stopped`` (more labels stopped paying there, see
+   :mod:`selection.stopping`) gets nothing, with the stopping reason as its explanation;
 1. **minimums** -- every language gets ``min_per_language`` (never more than it has);
 2. **cold start** -- ``floor(cold_start_share * total)`` is split equally over languages with no
    labels yet (``labeled_counts`` == 0);
@@ -112,6 +114,7 @@ def allocate(
     min_per_language: int = 0,
     max_per_language: int | None = None,
     cold_start_share: float = 0.0,
+    stopped: Mapping[str, str] | None = None,
 ) -> Allocation:
     """Allocate ``budget`` labels over languages (see module docstring for the rules).
 
@@ -125,6 +128,8 @@ def allocate(
         min_per_language: floor per language (capped by its pool).
         max_per_language: ceiling per language (None = no ceiling).
         cold_start_share: fraction of the budget reserved for languages with no labels.
+        stopped: languages where more labels stopped paying (:mod:`selection.stopping`), with
+            the reason; they get nothing, and their share goes to the others.
     """
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise InvalidBudgetError(f"budget must be an int >= 1, got {budget!r}")
@@ -145,7 +150,8 @@ def allocate(
 
     pool = {lang: int(pool_sizes[lang]) for lang in langs}
     ceiling = math.inf if max_per_language is None else max_per_language
-    caps = {lang: int(min(pool[lang], ceiling)) for lang in langs}
+    stopped = dict(stopped or {})
+    caps = {lang: 0 if lang in stopped else int(min(pool[lang], ceiling)) for lang in langs}
     total = min(budget, sum(caps.values()))
     notes: dict[str, list[str]] = {lang: [] for lang in langs}
 
@@ -185,6 +191,9 @@ def allocate(
 
     explanations = {}
     for lang in langs:
+        if lang in stopped:
+            explanations[lang] = f"{lang}: 0 of {total}, {stopped[lang]}"
+            continue
         parts = [method_notes[lang], *notes[lang]]
         if pool[lang] > 0 and alloc[lang] == pool[lang]:
             parts.append(f"all {pool[lang]} unlabeled taken")
