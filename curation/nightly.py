@@ -228,6 +228,10 @@ def stage_ingest(ctx: RunContext) -> StageResult:
 
     if not ctx.config.run.inbox:
         return StageResult("skipped", {"files": 0}, "no [run] inbox configured")
+    for entry in ctx.config.run.inbox:
+        if not entry.exists():
+            # A typo or an unmounted share must not look like a quiet night.
+            ctx.warn(f"inbox {entry} does not exist: nothing read from it (see [run] inbox)")
     files = inbox_files(ctx.config)
     known = {row[0] for row in ctx.store.conn.execute("SELECT content_hash FROM ingested_files")}
     unreadable_before = {row[0] for row in ctx.store.conn.execute(_UNREADABLE_KEYS)}
@@ -343,6 +347,9 @@ def stage_evaluate(ctx: RunContext) -> StageResult:
     return StageResult("dry-run" if ctx.dry_run else "ok", result)
 
 
+NO_EMBEDDED_EXAMPLES = "no embedded examples yet: nothing to select from"
+
+
 def stage_select(ctx: RunContext) -> StageResult:
     from curation.pipeline import (
         NoCandidatesError,
@@ -350,6 +357,7 @@ def stage_select(ctx: RunContext) -> StageResult:
         pending_per_language,
         select_round,
     )
+    from curation.pool import load_pool
 
     pending = pending_per_language(ctx.store)
     counts = {"selected": 0, "pending_before": sum(pending.values())}
@@ -366,8 +374,12 @@ def stage_select(ctx: RunContext) -> StageResult:
         pending=pending,
         target_overrides=dict(ctx.config.run.queue_targets) or None,
     )
+    pool = ctx.pool if ctx.pool is not None else load_pool(ctx.store, ctx.config)
+    if len(pool) == 0:
+        # A fresh deployment (or an empty inbox): nothing to choose from is not a failure.
+        return StageResult("skipped", counts, NO_EMBEDDED_EXAMPLES)
     try:
-        result = select_round(ctx.store, ctx.config, request, pool=ctx.pool)
+        result = select_round(ctx.store, ctx.config, request, pool=pool)
     except NoCandidatesError as exc:
         return StageResult("ok", counts, str(exc))
     counts.update(

@@ -13,7 +13,8 @@ import curation.ingest
 import curation.nightly
 from curation.config import load_config
 from curation.nightly import EXIT_WARNINGS, execute
-from tests.curation.test_nightly import project  # noqa: F401 - the fixture
+from curation.nightly_steps import NOT_CONFIGURED
+from tests.curation.test_nightly import curate_run, project  # noqa: F401 - the fixture
 
 KEEP = "(skipped, without a warning, until its content changes)"
 
@@ -110,3 +111,29 @@ def test_unreadable_inbox_files_are_quarantined_once_and_the_run_goes_on(
         f"quarantined unreadable inbox file: {deep}: RecursionError: "
         f"maximum recursion depth exceeded {KEEP}"
     ]
+
+
+def test_a_fresh_deployment_with_an_empty_inbox_skips_select(project: Path) -> None:  # noqa: F811
+    for path in (project / "inbox").iterdir():
+        path.unlink()
+    code, payload, err = curate_run(project)
+    assert code == EXIT_WARNINGS, err  # only the warning that no Label Studio is configured
+    assert payload["status"] == "warnings"
+    select = payload["stages"]["select"]
+    assert select["status"] == "skipped"
+    assert select["message"] == "no embedded examples yet: nothing to select from"
+    assert select["counts"]["selected"] == 0 and select["counts"]["pending_before"] == 0
+    assert payload["stages"]["push"]["status"] == "ok"  # nothing skipped after it
+    assert payload["warnings"] == [f"pull: {NOT_CONFIGURED}"]
+
+
+def test_a_missing_inbox_folder_is_warned_about_by_name(project: Path) -> None:  # noqa: F811
+    for path in (project / "inbox").iterdir():
+        path.unlink()
+    (project / "inbox").rmdir()
+    code, payload, err = curate_run(project)
+    assert code == EXIT_WARNINGS, err
+    assert payload["warnings"][0] == (
+        f"inbox {project / 'inbox'} does not exist: nothing read from it (see [run] inbox)"
+    )
+    assert payload["stages"]["ingest"]["counts"]["files"] == 0
