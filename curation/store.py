@@ -16,6 +16,11 @@ One writer at a time: a second writer waits up to `$CURATE_BUSY_TIMEOUT` seconds
 for the write lock, then fails with a StoreError that names the holder (from `write.holder`, or
 the `curate run` that holds `run.lock`) instead of SQLite's bare "database is locked".
 
+A read-only store folder (a snapshot, a mount, `chmod -R a-w`) can still be read: SQLite's WAL
+mode needs a writable `-shm` index even to read, so when it cannot create one the store is opened
+`immutable=1` instead, which is exact as long as no `-wal` file holds commits (a cleanly closed
+store has none). See https://www.sqlite.org/wal.html, "Read-Only Databases".
+
 Schema (version 1). Migrations are applied in order at open; `schema_version` records each.
 
 ``examples``       one row per distinct normalized text.
@@ -371,15 +376,40 @@ class Store:
         return conn
 
     def _open_read_only(self) -> sqlite3.Connection:
-        if not self.db_path.exists():
+        if not self.db_path.is_file():
             raise StoreError(f"no store at {self.path} (run `curate ingest` first)")
-        self.conn = self._connect(f"file:{self.db_path}?mode=ro", uri=True)
-        version = self.schema_version()
+        uri = self.db_path.resolve().as_uri()
+        conn = self._connect(f"{uri}?mode=ro", uri=True)
+        self.conn = conn
+        try:
+            version = self.schema_version()  # the first read: here SQLite opens the WAL index
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if not _cannot_write(exc):
+                raise StoreError(f"cannot read {self.db_path}: {exc}") from None
+            # A read-only folder: a WAL reader needs a -shm file SQLite cannot create here.
+            # With no commits waiting in a -wal file, curate.db alone is the whole store and
+            # nothing can change it while the folder is read-only: read it as immutable.
+            wal = self.db_path.with_name(DB_NAME + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                raise StoreError(
+                    f"store is read-only: {self.path}, and {wal.name} holds commits not yet in "
+                    f"{DB_NAME}, which SQLite cannot read without writing {DB_NAME}-shm; make "
+                    "the folder writable (or copy it somewhere writable) and read it there"
+                ) from None
+            conn = self._connect(f"{uri}?mode=ro&immutable=1", uri=True)
+            self.conn = conn
+            try:
+                version = self.schema_version()
+            except sqlite3.OperationalError as again:
+                conn.close()
+                raise StoreError(f"cannot read {self.db_path}: {again}") from None
         if version > SCHEMA_VERSION:
+            conn.close()
             raise StoreError(
                 f"{self.db_path} has schema version {version}; this code knows {SCHEMA_VERSION}"
             )
-        return self.conn
+        return conn
 
     def _open_writer(self) -> sqlite3.Connection:
         try:

@@ -112,7 +112,12 @@ def fingerprint(db_path: Path) -> tuple[int, ...]:
 
 @contextmanager
 def open_read_only(store_path: Path):
-    """A read-only `Store` (SQLite `mode=ro`): never takes the writer lock, never migrates."""
+    """A read-only `Store` (SQLite `mode=ro`): never takes the writer lock, never migrates.
+
+    A store folder the dashboard may not write (a snapshot, `chmod -R a-w`) is read too: the
+    Store then opens it `immutable=1` (see curation.store), since a WAL reader would need to
+    create `curate.db-shm` there.
+    """
     store = Store(store_path, read_only=True)
     try:
         yield store

@@ -354,3 +354,95 @@ def test_writing_to_a_read_only_store_says_it_is_read_only(
         f"cannot create {empty / 'curate.db'} (the folder is not writable): set [store] path or "
         "$CURATE_STORE to a writable folder"
     )
+
+
+# -- 4. reading a read-only store ---------------------------------------------------------------
+
+
+@pytest.fixture()
+def read_only_project(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    restore_write: None,
+) -> Path:
+    """A store with 3 labeled examples and 1 quarantined row, then `chmod -R a-w`."""
+    monkeypatch.delenv("CURATE_STORE", raising=False)
+    project = tmp_path / "project"
+    project.mkdir()
+    write_config(project, '[store]\npath = "store"\n\n[labels]\nnames = ["neg", "pos"]\n')
+    pool = project / "pool.jsonl"
+    rows = [
+        {"id": "a", "text": "good phone", "language": "en", "label": "pos"},
+        {"id": "b", "text": "bad phone", "language": "en", "label": "neg"},
+        {"id": "c", "text": "gutes Telefon", "language": "de", "label": "pos"},
+        {"id": "d", "text": "", "language": "en", "label": "pos"},
+    ]
+    pool.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    monkeypatch.chdir(project)
+    code, _, err = run_cli(capsys, "ingest", str(pool))
+    assert code == 0, err
+    assert sorted(p.name for p in (project / "store").iterdir()) == ["curate.db"]
+    _make_read_only(project / "store")
+    return project
+
+
+@needs_non_root
+def test_status_quarantine_and_export_read_a_read_only_store(
+    read_only_project: Path, capsys: pytest.CaptureFixture
+) -> None:
+    store = read_only_project / "store"
+    code, out, err = run_cli(capsys, "status", "--json")
+    assert (code, err) == (0, "")
+    status = json.loads(out)
+    assert (status["examples"], status["labeled"], status["quarantined"]) == (3, 3, 1)
+    assert status["per_language"] == {
+        "de": {"examples": 1, "labeled": 1, "embedded": 0},
+        "en": {"examples": 2, "labeled": 2, "embedded": 0},
+    }
+    code, out, err = run_cli(capsys, "quarantine", "--json")
+    assert (code, err) == (0, "")
+    assert [(r["line"], r["field"]) for r in json.loads(out)["rows"]] == [(4, "text")]
+    exported = read_only_project / "out.jsonl"
+    code, out, err = run_cli(capsys, "export", str(exported), "--format", "jsonl", "--json")
+    assert (code, err) == (0, "")
+    assert json.loads(out)["rows"] == 3
+    lines = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert sorted((row["id"], row["label"]) for row in lines) == [
+        ("a", "pos"),
+        ("b", "neg"),
+        ("c", "pos"),
+    ]
+    # Read as it was: SQLite could create no -wal / -shm, and nothing else was written.
+    assert sorted(p.name for p in store.iterdir()) == ["curate.db"]
+
+
+@needs_non_root
+def test_dashboard_opens_a_read_only_store(read_only_project: Path) -> None:
+    from dashboard.source import open_read_only, resolve_source
+
+    source = resolve_source(["--store", str(read_only_project / "store")])
+    with open_read_only(source.store_path) as store:
+        assert store.status()["examples"] == 3
+
+
+@needs_non_root
+def test_read_only_store_with_commits_left_in_its_wal_says_what_to_do(
+    store_path: Path, restore_write: None
+) -> None:
+    writer = Store(store_path)
+    _add_examples(writer, ["a"])
+    # A copy taken while a writer had it open: the commit is in curate.db-wal, no -shm.
+    copy = store_path.parent / "copy"
+    copy.mkdir()
+    for name in ("curate.db", "curate.db-wal"):
+        (copy / name).write_bytes((store_path / name).read_bytes())
+    writer.close()
+    _make_read_only(copy)
+    with pytest.raises(StoreError) as caught:
+        Store(copy, read_only=True)
+    assert str(caught.value) == (
+        f"store is read-only: {copy}, and curate.db-wal holds commits not yet in curate.db, "
+        "which SQLite cannot read without writing curate.db-shm; make the folder writable (or "
+        "copy it somewhere writable) and read it there"
+    )
