@@ -44,6 +44,46 @@ class SelectionRequest:
     target_overrides: dict[str, int] | None = None
 
 
+def out_of_fold_probabilities(
+    vectors: np.ndarray, labels: np.ndarray, label_names: list[str], *, seed: int
+) -> np.ndarray | None:
+    """The proxy's class probabilities for each labeled example from the fold that held it
+    out: (n, len(label_names)), columns in `label_names` order (0 for a label nobody has).
+
+    Stratified `min(5, rarest class)`-fold cross-validation, shuffled with `seed`. The proxy's
+    regularization is chosen once on the whole labeled set and then fixed in every fold
+    (nested selection would cost 5x more for a figure that only ranks languages). None when
+    some class has a single example (it cannot be stratified)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from threadpoolctl import threadpool_limits
+
+    from selection.proxy import LogisticProxy
+
+    counts = Counter(labels.tolist())
+    if len(counts) < 2 or min(counts.values()) < 2:
+        return None
+    folds = min(5, min(counts.values()))
+    proxy = LogisticProxy(label_names, random_state=seed)
+    strength = proxy.choose_C(vectors, labels)
+    # The model LogisticProxy.fit trains, on the inputs it trains on (float64: lbfgs is ~10x
+    # slower on float32; labels as strings), with one BLAS thread like the proxy.
+    model = LogisticRegression(
+        C=strength,
+        max_iter=proxy.max_iter,
+        class_weight=proxy.class_weight,
+        random_state=proxy.random_state,
+    )
+    x = np.asarray(vectors, dtype=np.float64)
+    y = np.asarray([str(v) for v in labels], dtype=object)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with threadpool_limits(limits=1, user_api="blas"):
+        in_sorted_order = cross_val_predict(model, x, y, cv=splitter, method="predict_proba")
+    out = np.zeros((len(y), len(label_names)))
+    out[:, [label_names.index(name) for name in np.unique(y)]] = in_sorted_order
+    return out
+
+
 def _cross_validated_f1(
     vectors: np.ndarray,
     labels: np.ndarray,
@@ -51,27 +91,13 @@ def _cross_validated_f1(
     label_names: list[str],
     seed: int,
 ) -> dict[str, float]:
-    """Per-language macro-F1 of the proxy, from 5-fold cross-validated predictions.
-
-    The proxy's regularization is chosen once on the whole labeled set and then fixed in every
-    fold (nested selection would cost 5x more for a figure that only ranks languages)."""
+    """Per-language macro-F1 of the proxy, from its out-of-fold predictions."""
     from sklearn.metrics import f1_score
-    from sklearn.model_selection import StratifiedKFold
 
-    from selection.proxy import LogisticProxy
-
-    counts = Counter(labels.tolist())
-    if len(counts) < 2 or min(counts.values()) < 2:
+    probabilities = out_of_fold_probabilities(vectors, labels, label_names, seed=seed)
+    if probabilities is None:
         return {}
-    folds = min(5, min(counts.values()))
-    predicted = np.empty(len(labels), dtype=object)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    strength = LogisticProxy(label_names, random_state=seed).choose_C(vectors, labels)
-    for train, test in splitter.split(vectors, labels):
-        proxy = LogisticProxy(label_names, C=strength).fit(vectors[train], labels[train])
-        predicted[test] = np.asarray(proxy.classes_, dtype=object)[
-            proxy.predict_proba(vectors[test]).argmax(axis=1)
-        ]
+    predicted = np.asarray(label_names, dtype=object)[probabilities.argmax(axis=1)]
     scores = {}
     for language in sorted(set(languages.tolist())):
         mask = languages == language
