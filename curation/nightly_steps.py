@@ -57,27 +57,34 @@ def stage_push(ctx: RunContext) -> StageResult:
         )
     ]
     if not waiting:
-        return StageResult("ok", {"pushed": 0, "rounds": 0})
+        return StageResult("ok", {"pushed": 0, "written_to_file": 0, "rounds": 0})
+    configured = labelstudio_configured(ctx)
     if ctx.dry_run:
+        rounds = ", ".join(map(str, waiting))
         return StageResult(
             "dry-run",
             {"rounds": len(waiting)},
-            f"would push round(s) {', '.join(map(str, waiting))}",
+            f"would push round(s) {rounds}"
+            if configured
+            else f"would write round(s) {rounds} to a Label Studio import file ({NOT_CONFIGURED})",
         )
-    if not labelstudio_configured(ctx):
+    if not configured:
         from labeling.push import write_import_file
 
+        # Tasks in a file are not in Label Studio: counted apart from pushed ones, here, in the
+        # report and in the store (tasks.project_id = 0, the round's status 'exported').
         files = []
-        pushed = 0
+        written = 0
         for round_id in waiting:
             path = ctx.run_dir / f"tasks-round-{round_id}.json"
             result = write_import_file(ctx.store, ctx.config, path, round_id=round_id)
-            pushed += result["pushed"]
+            written += result["pushed"]
             files.append(str(path))
         return StageResult(
             "ok",
-            {"pushed": pushed, "rounds": len(waiting), "files": files},
-            f"{NOT_CONFIGURED}: wrote Label Studio import file(s)",
+            {"pushed": 0, "written_to_file": written, "rounds": len(waiting), "files": files},
+            f"{NOT_CONFIGURED}: {written} task(s) written to file, not pushed "
+            "(import the file into Label Studio, or configure it)",
         )
     from labeling.client import LabelStudioClient, LabelStudioUnavailable
     from labeling.push import push
@@ -87,10 +94,11 @@ def stage_push(ctx: RunContext) -> StageResult:
     except LabelStudioUnavailable as exc:
         return StageResult(
             "warning",
-            {"pushed": 0},
+            {"pushed": 0, "written_to_file": 0},
             f"Label Studio unreachable; the round stays queued for the next run: {exc}",
         )
-    return StageResult("ok", {k: v for k, v in result.items() if not isinstance(v, dict | list)})
+    counts = {k: v for k, v in result.items() if not isinstance(v, dict | list)}
+    return StageResult("ok", {**counts, "written_to_file": 0})
 
 
 def stage_train(ctx: RunContext) -> StageResult:

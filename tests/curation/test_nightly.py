@@ -122,8 +122,18 @@ def test_two_runs_in_a_row_the_second_does_nothing(project: Path) -> None:
     assert stages["evaluate"]["counts"]["labels"] == 60
     assert stages["evaluate"]["counts"]["reused_evaluation"] is None
     assert stages["pull"]["status"] == "skipped"  # no server: a warning
-    # ... and push writes Label Studio's import file instead, recording the tasks as pushed.
-    assert stages["push"]["status"] == "ok" and stages["push"]["counts"]["pushed"] == 30
+    # ... and push writes Label Studio's import file instead: written to file, not pushed.
+    assert stages["push"]["status"] == "ok"
+    assert stages["push"]["counts"]["pushed"] == 0
+    assert stages["push"]["counts"]["written_to_file"] == 30
+    assert stages["push"]["message"] == (
+        "no Label Studio configured (LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY): 30 task(s) "
+        "written to file, not pushed (import the file into Label Studio, or configure it)"
+    )
+    first_report = (
+        project / "curation-data" / "nightly" / first["run_id"] / "report.md"
+    ).read_text()
+    assert "| push | ok | pushed 0, written_to_file 30, rounds 1," in first_report
     (import_file,) = stages["push"]["counts"]["files"]
     assert len(json.loads(Path(import_file).read_text())) == 30
     assert state(project) == EXPECTED
@@ -145,6 +155,7 @@ def test_two_runs_in_a_row_the_second_does_nothing(project: Path) -> None:
     )
     assert counts["select"]["proxy_model_version"] is None
     assert counts["push"]["pushed"] == 0 and counts["push"]["rounds"] == 0
+    assert counts["push"]["written_to_file"] == 0
     assert state(project) == EXPECTED
     report = (project / "curation-data" / "nightly" / second["run_id"] / "report.md").read_text()
     assert "| select | ok |" in report and "## Warnings" in report

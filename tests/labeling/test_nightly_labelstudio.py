@@ -83,6 +83,7 @@ def test_label_studio_down_then_up(
     code, up = _run(root, labelstudio_server)
     assert code == 0, up
     assert up["stages"]["push"]["status"] == "ok" and up["stages"]["push"]["counts"]["pushed"] == 30
+    assert up["stages"]["push"]["counts"]["written_to_file"] == 0
     assert up["stages"]["select"]["counts"]["selected"] == 0
     examples = _server_examples(labelstudio_server, root)
     assert len(examples) == len(set(examples)) == 30
