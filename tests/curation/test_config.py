@@ -140,3 +140,42 @@ def test_unknown_strategy_fails_at_load_with_exit_2(
     assert "curate.toml: [selection] strategy: unknown strategy 'margn'; valid: default," in err
     write_config(tmp_path, '[selection]\nstrategy = "margin"\n')
     assert run_cli(capsys, "status")[0] == 0
+
+
+def test_curate_store_environment_wins_over_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CURATE_STORE", raising=False)
+    path = write_config(tmp_path, '[store]\npath = "from-file"\n\n[labels]\nnames = ["a", "b"]\n')
+    assert load_config(path).store.path == tmp_path.resolve() / "from-file"
+    monkeypatch.setenv("CURATE_STORE", str(tmp_path / "from-env"))
+    config = load_config(path)
+    assert config.store.path == (tmp_path / "from-env").resolve()
+    assert config.labels.names == ["a", "b"]  # the rest of the file still applies
+    monkeypatch.setenv("CURATE_STORE", "relative/store")  # against the working directory
+    assert load_config(path).store.path == Path.cwd() / "relative" / "store"
+    (tmp_path / "curate.toml").unlink()
+    assert load_config().store.path == Path.cwd() / "relative" / "store"  # no file: defaults
+    monkeypatch.setenv("CURATE_STORE", "")  # empty: not set
+    assert load_config().store.path == Path("curation-data")
+
+
+def test_cli_honours_curate_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from tests.conftest import run_cli
+
+    write_config(tmp_path, '[store]\npath = "from-file"\n')
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"text": "hello there", "language": "en"}\n', encoding="utf-8")
+    monkeypatch.setenv("CURATE_STORE", str(tmp_path / "from-env"))
+    code, _, err = run_cli(capsys, "ingest", str(pool))
+    assert (code, err) == (0, "")
+    assert (tmp_path / "from-env" / "curate.db").is_file()
+    assert not (tmp_path / "from-file").exists()
+    code, out, err = run_cli(capsys, "status", "--json")
+    assert (code, err) == (0, "")
+    status = json.loads(out)
+    assert (status["store"], status["examples"]) == (str((tmp_path / "from-env").resolve()), 1)
