@@ -16,8 +16,17 @@ import langcodes
 
 UNDETERMINED = "und"
 
-# Scripts written right to left; Label Studio shows these with dir="rtl".
-RTL_LANGUAGES = frozenset({"ar", "he", "fa", "ur", "yi", "ps", "sd", "ug", "dv", "ckb", "arz"})
+# ISO 15924 codes of the scripts Unicode writes right to left (bidirectional class R or AL):
+# Label Studio shows text in these with dir="rtl". The script of a tag comes from the tag itself
+# or from CLDR's likely-subtags data (langcodes), so no list of languages is kept here.
+RTL_SCRIPTS = frozenset(
+    {
+        "Adlm", "Arab", "Aran", "Armi", "Avst", "Chrs", "Cprt", "Elym", "Hatr", "Hebr", "Hung",
+        "Khar", "Lydi", "Mand", "Mani", "Mend", "Merc", "Mero", "Narb", "Nbat", "Nkoo", "Orkh",
+        "Ougr", "Palm", "Phli", "Phlp", "Phnx", "Prti", "Rohg", "Samr", "Sarb", "Sogd", "Sogo",
+        "Syrc", "Syre", "Syrj", "Syrn", "Thaa", "Yezi",
+    }
+)  # fmt: skip
 
 
 def standardize_tag(tag: str) -> str | None:
@@ -33,8 +42,26 @@ def primary_subtag(tag: str) -> str:
     return tag.split("-", 1)[0].lower()
 
 
+@lru_cache(maxsize=4096)
+def script_of(tag: str) -> str | None:
+    """The ISO 15924 script of a BCP-47 tag: its own script subtag (`az-Arab` -> Arab), else
+    the language's likely script (`ur` -> Arab, `az-IR` -> Arab, `az` -> Latn); None for an
+    invalid or undetermined tag."""
+    tag = tag.strip().replace("_", "-")
+    if not tag or not langcodes.tag_is_valid(tag):
+        return None
+    language = langcodes.Language.get(tag)
+    if language.script:
+        return language.script
+    if language.language in (None, UNDETERMINED):
+        return None
+    return language.maximize().script
+
+
 def is_rtl(tag: str) -> bool:
-    return primary_subtag(tag) in RTL_LANGUAGES
+    """Whether text in this language is written right to left, from its script: `ar`, `ur`
+    and `az-Arab` are; `ur-Latn`, `hi` and an unknown tag are not."""
+    return script_of(tag) in RTL_SCRIPTS
 
 
 def is_allowed(tag: str, allowed: Sequence[str] | None) -> bool:
