@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from labeling.agreement import (
@@ -85,3 +86,46 @@ def test_summary_uses_units_with_two_values() -> None:
     assert summary.krippendorff_alpha == pytest.approx(
         krippendorff_alpha_nominal([*SMALL, ["a", "a", "b"]])
     )
+
+
+# -- against the reference libraries, on seeded random data -----------------------------------
+
+
+def _random_ratings(seed: int, *, missing: float) -> tuple[np.ndarray, list[list[int]]]:
+    """(raters, units) ratings with NaN for a rating not given, and the same as our units."""
+    rng = np.random.default_rng(seed)
+    raters, n_units, categories = rng.integers(2, 7), rng.integers(15, 60), rng.integers(2, 6)
+    # Units lean towards one category, so agreement is above chance but not perfect.
+    leaning = rng.integers(0, categories, size=n_units)
+    agree = rng.random((raters, n_units)) < 0.6
+    ratings = np.where(agree, leaning, rng.integers(0, categories, size=(raters, n_units)))
+    data = ratings.astype(float)
+    data[rng.random((raters, n_units)) < missing] = np.nan
+    units = [[int(v) for v in column if not np.isnan(v)] for column in data.T]
+    return data, units
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_krippendorff_alpha_equals_the_krippendorff_package(seed: int) -> None:
+    import krippendorff
+
+    for missing in (0.0, 0.35):  # alpha's formula takes missing ratings
+        data, units = _random_ratings(seed, missing=missing)
+        expected = krippendorff.alpha(reliability_data=data, level_of_measurement="nominal")
+        assert abs(krippendorff_alpha_nominal(units) - expected) <= 1e-9
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fleiss_kappa_equals_statsmodels(seed: int) -> None:
+    from statsmodels.stats.inter_rater import aggregate_raters
+    from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
+
+    # statsmodels' Fleiss (1971) needs every unit rated by the same number of raters.
+    data, units = _random_ratings(seed, missing=0.0)
+    table, _ = aggregate_raters(data.T.astype(int))
+    expected = statsmodels_fleiss_kappa(table, method="fleiss")
+    assert abs(fleiss_kappa(units) - expected) <= 1e-9
+    # Fleiss' P-bar is our percent agreement.
+    n = data.shape[0]
+    p_bar = ((table * table).sum(axis=1) - n).mean() / (n * (n - 1))
+    assert abs(percent_agreement(units) - p_bar) <= 1e-9
