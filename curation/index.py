@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,9 @@ import numpy as np
 from curation.config import Config, IndexConfig
 from curation.embeddings import EmbeddingCache, model_slug
 from curation.store import Store
+
+# Vectors per FAISS add call: small enough for a progress bar to move, large enough not to cost.
+ADD_BLOCK = 20000
 
 
 def _as_float32(x: np.ndarray) -> np.ndarray:
@@ -87,8 +91,15 @@ class VectorIndex:
         return index
 
     def add(
-        self, vectors: np.ndarray, ids: Sequence[str], languages: Sequence[str] | None = None
+        self,
+        vectors: np.ndarray,
+        ids: Sequence[str],
+        languages: Sequence[str] | None = None,
+        *,
+        on_added: Callable[[int], object] | None = None,
     ) -> None:
+        """Append vectors; `on_added(n)` is told after every block of ADD_BLOCK vectors (a
+        progress bar: an HNSW graph over a large pool takes minutes to build)."""
         vectors = _as_float32(vectors)
         if vectors.shape[1] != self.dim:
             raise ValueError(f"vectors are {vectors.shape[1]}-d, the index is {self.dim}-d")
@@ -98,8 +109,11 @@ class VectorIndex:
             raise ValueError(f"{len(languages)} languages for {len(ids)} ids")
         if self.index_ is None:
             self.index_ = self._new_faiss_index(vectors)
-        if len(vectors):
-            self.index_.add(vectors)
+        for start in range(0, len(vectors), ADD_BLOCK):
+            block = vectors[start : start + ADD_BLOCK]
+            self.index_.add(block)
+            if on_added is not None:
+                on_added(len(block))
         self.ids_ = np.concatenate([self.ids_, np.asarray(list(ids), dtype=object)])
         langs = list(languages) if languages is not None else [None] * len(ids)
         self.languages_ = np.concatenate([self.languages_, np.asarray(langs, dtype=object)])
@@ -205,8 +219,18 @@ def index_folder(store: Store, cache: EmbeddingCache) -> Path:
     return store.path / "index" / model_slug(cache.key)
 
 
-def update_index(store: Store, config: Config) -> tuple[VectorIndex | None, dict]:
-    """Bring the persisted index up to date with the cache; returns it with counts."""
+def _bar(tqdm, total: int, enabled: bool):  # noqa: ANN001, ANN202 - tqdm class and instance
+    return tqdm(total=total, desc="index", unit=" vectors", disable=not enabled, file=sys.stderr)
+
+
+def update_index(
+    store: Store, config: Config, *, progress: bool = False
+) -> tuple[VectorIndex | None, dict]:
+    """Bring the persisted index up to date with the cache; returns it with counts.
+
+    `progress`: a bar on stderr while vectors are added (only when there are any to add)."""
+    from tqdm import tqdm
+
     cache = EmbeddingCache.for_config(store, config)
     folder = index_folder(store, cache)
     total = cache.count()
@@ -225,7 +249,8 @@ def update_index(store: Store, config: Config) -> tuple[VectorIndex | None, dict
             hnsw_m=config.index.hnsw_m,
             ef_search=config.index.ef_search,
         )
-        index.add(vectors, ids, [language_of[i] for i in ids])
+        with _bar(tqdm, len(ids), progress) as bar:
+            index.add(vectors, ids, [language_of[i] for i in ids], on_added=bar.update)
         added = len(ids)
     else:
         known = set(index.ids_.tolist())
@@ -239,7 +264,8 @@ def update_index(store: Store, config: Config) -> tuple[VectorIndex | None, dict
         new_ids = [i for i in all_ids if i not in known]
         if new_ids:
             _, vectors = cache.load(new_ids)
-            index.add(vectors, new_ids, [language_of[i] for i in new_ids])
+            with _bar(tqdm, len(new_ids), progress) as bar:
+                index.add(vectors, new_ids, [language_of[i] for i in new_ids], on_added=bar.update)
         added = len(new_ids)
     if added or rebuilt:
         index.save(folder)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from curation.cli.progress import install as install_progress_lines
 from curation.config import Config, load_config, resolve_config_path
 from curation.errors import ConfigError
 from curation.store import Store
@@ -78,8 +79,10 @@ def open_store(config: Config, *, read_only: bool = False) -> Store:
 
 
 def show_progress(json_output: bool) -> bool:
-    # Progress bars go to stderr; hide them when stderr is not a terminal or when asked.
-    return not STATE.quiet and sys.stderr.isatty()
+    """Whether commands draw progress bars: always on stderr, so also under `--json` (stdout
+    holds only the JSON object); off with `--quiet`. Off a terminal the bars become plain lines
+    every few seconds (curation.cli.progress), so a piped or logged long command is not silent."""
+    return not STATE.quiet
 
 
 def emit_json(payload: dict) -> None:
@@ -120,6 +123,7 @@ def _global(
     STATE.config_path = config
     STATE.debug = debug
     STATE.quiet = quiet
+    install_progress_lines(quiet=quiet)
     if quiet or not sys.stderr.isatty():
         # transformers and huggingface_hub read this when first imported: no "Loading weights"
         # bars in cron logs or under --quiet.

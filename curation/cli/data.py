@@ -263,7 +263,7 @@ def index(json_output: JsonOption = False) -> None:
 
     config = project_config()
     with open_store(config) as store:
-        _, counts = update_index(store, config)
+        _, counts = update_index(store, config, progress=show_progress(json_output))
     if json_output:
         emit_json(counts)
         return
@@ -288,7 +288,7 @@ def search(
 
     config = project_config()
     with open_store(config) as store:
-        vector_index, _ = update_index(store, config)
+        vector_index, _ = update_index(store, config, progress=show_progress(json_output))
         if vector_index is None:
             raise InputError("no vectors yet: run `curate embed` first")
         query_vector = make_embedder(config.embedding).encode_queries([query])

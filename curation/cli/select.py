@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from curation.cli.base import (
-    STATE,
     JsonOption,
     app,
     emit_json,
@@ -156,7 +155,7 @@ def simulate(
         seed_size=seed_size,
         seeds=seeds,
         allocation=allocation,
-        progress=show_progress(json_output) and not STATE.quiet,
+        progress=show_progress(json_output),
     )
     output.write_text(json.dumps(results, indent=2))
     if plot is not None:

@@ -179,3 +179,105 @@ def test_shell_completion_of_commands_and_strategy_names() -> None:
     )
     assert script.returncode == 0
     assert "_CURATE_COMPLETE=complete_bash" in script.stdout
+
+
+# -- progress on a stderr that is not a terminal (issue 16, "the first hour") -------------------
+
+
+def _second_project(folder: Path, tiny_model_dir: Path, store: str) -> Path:
+    """Another project file beside the fixture's, with its own store, same tiny model."""
+    path = folder / f"{store}.toml"
+    path.write_text(
+        f'[store]\npath = "{store}"\n[embedding]\nmodel = "{tiny_model_dir}"\n'
+        '[labels]\nnames = ["negative", "neutral", "positive"]\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.mark.slow
+def test_embed_progress_reaches_a_piped_stderr_as_lines_and_quiet_silences_it(
+    project: Path, tiny_model_dir: Path, capsys
+) -> None:
+    quiet_config = _second_project(project, tiny_model_dir, "quiet-store")
+    for config in ("curate.toml", str(quiet_config)):
+        run_json(capsys, "--config", config, "ingest", str(SAMPLES / "pool.jsonl"))
+    # Every redraw becomes a line at once with a zero interval, so a small store shows it.
+    env = {**os.environ, "CURATE_PROGRESS_INTERVAL": "0"}
+    command = [sys.executable, "-m", "curation.cli"]
+    shown = subprocess.run(
+        [*command, "embed", "--json"], capture_output=True, text=True, cwd=project, env=env
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert '"embedded": 316' in shown.stdout and len(shown.stdout.splitlines()) == 1
+    assert "\r" not in shown.stderr
+    lines = shown.stderr.splitlines()
+    assert len(lines) == 2, shown.stderr
+    assert lines[0].startswith("embed:   0%|") and " 0/316 [" in lines[0]
+    assert lines[1].startswith("embed: 100%|") and " 316/316 [" in lines[1]
+    quiet = subprocess.run(
+        [*command, "--config", str(quiet_config), "--quiet", "embed", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        env=env,
+    )
+    assert quiet.returncode == 0
+    assert '"embedded": 316' in quiet.stdout
+    assert quiet.stderr == ""
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_lines_are_throttled_and_short_steps_stay_silent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    from curation.cli import progress
+
+    clock = _Clock()
+    monkeypatch.setattr(progress.time, "monotonic", clock)
+    sink = io.StringIO()
+    stream = progress.ProgressLines(sink, drop=False, interval=10.0)
+
+    def redraw(state: str, at: float) -> None:
+        clock.now = 1000.0 + at
+        stream.write("\r" + state + "   ")
+
+    # A step of 1.5 s: nothing at all, not even its final state.
+    redraw("ingest a.csv: 0 rows [00:00]", 0.0)
+    redraw("ingest a.csv: 500 rows [00:01]", 1.5)
+    stream.write("\n")
+    assert sink.getvalue() == ""
+    # A long step: a line once it ran 2 s, then one per 10 s, then its final state.
+    redraw("embed:   0%| 0/100 [00:00]", 0.0)
+    redraw("embed:  10%| 10/100 [00:01]", 1.0)
+    redraw("embed:  20%| 20/100 [00:02]", 2.0)
+    redraw("embed:  30%| 30/100 [00:05]", 5.0)
+    redraw("embed:  90%| 90/100 [00:12]", 12.0)
+    redraw("embed: 100%| 100/100 [00:13]", 13.0)
+    stream.write("\n")
+    stream.write("error: something else\n")
+    assert sink.getvalue().splitlines() == [
+        "embed:  20%| 20/100 [00:02]",
+        "embed:  90%| 90/100 [00:12]",
+        "embed: 100%| 100/100 [00:13]",
+        "error: something else",
+    ]
+    # --quiet: redraws vanish, everything else passes.
+    quiet_sink = io.StringIO()
+    quiet = progress.ProgressLines(quiet_sink, drop=True, interval=10.0)
+    clock.now = 2000.0
+    quiet.write("\rembed:   0%| 0/100")
+    clock.now = 2060.0
+    quiet.write("\rembed: 100%| 100/100")
+    quiet.write("\n")
+    quiet.write("warning: kept\n")
+    assert quiet_sink.getvalue() == "warning: kept\n"
