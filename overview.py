@@ -126,7 +126,8 @@ if ctx.ready:
             )
             st.caption(
                 "in Label Studio: pushed and not labeled yet. quarantined: by the `language` "
-                "field of the rejected row, `(unknown)` when the row had none or was unreadable."
+                "field of the rejected row when it is a valid BCP-47 tag, `(unknown)` when the "
+                "row had none, an invalid one, or was unreadable."
             )
 
     with dui.section(

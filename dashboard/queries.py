@@ -13,8 +13,10 @@ has schema version 2: runs, run_steps, evaluations.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from curation.languages import standardize_tag
 from curation.store import Store
 
 UNKNOWN_LANGUAGE = "(unknown)"
@@ -78,26 +81,69 @@ def _counts_by_language(store: Store, sql: str) -> dict[str, int]:
 # -- overview -----------------------------------------------------------------------------------
 
 
+def _csv_header(path: str) -> tuple[list[str], str] | None:
+    """The header and delimiter of a CSV/TSV file, as ingest reads them; None when the file is
+    gone or unreadable (its quarantined rows then count under "(unknown)")."""
+    delimiter = "\t" if path.lower().endswith(".tsv") else ","
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+            for fields in csv.reader(handle, delimiter=delimiter):
+                if any(name.strip() for name in fields):  # ingest skips blank lines too
+                    return [name.strip().lstrip("\ufeff") for name in fields], delimiter
+    except (OSError, csv.Error):
+        return None
+    return None
+
+
+class _QuarantineLanguage:
+    """The language of a quarantined row, read from its raw row: a JSON object's `language`,
+    or a CSV line's `language` column (by its file's header). The standard form of the tag
+    when it is valid BCP-47 (as the pool's codes are), else "(unknown)"."""
+
+    def __init__(self) -> None:
+        self._headers: dict[str, tuple[list[str], str] | None] = {}
+        self._tags: dict[str, str] = {}
+
+    def __call__(self, file: str | None, raw: str | None) -> str:
+        tag = self._raw_tag(file, raw)
+        if not isinstance(tag, str):
+            return UNKNOWN_LANGUAGE
+        if tag not in self._tags:
+            self._tags[tag] = standardize_tag(tag) or UNKNOWN_LANGUAGE
+        return self._tags[tag]
+
+    def _raw_tag(self, file: str | None, raw: str | None) -> Any:
+        if raw is None:
+            return None
+        value = _json(raw)
+        if isinstance(value, dict):  # a JSON line, or a Parquet row stored as JSON
+            return value.get("language")
+        if file is None or not file.lower().endswith((".csv", ".tsv")):
+            return None
+        if file not in self._headers:
+            self._headers[file] = _csv_header(file)
+        found = self._headers[file]
+        if found is None or "language" not in found[0]:
+            return None
+        header, delimiter = found
+        try:
+            fields = next(csv.reader(io.StringIO(raw, newline=""), delimiter=delimiter), [])
+        except csv.Error:
+            return None
+        # A malformed row (a field count off the header) has no trustworthy language column.
+        return fields[header.index("language")] if len(fields) == len(header) else None
+
+
 def quarantine_languages(store: Store) -> dict[str, int]:
-    """Quarantined rows per language as written in the rejected row (JSON rows only)."""
+    """Quarantined rows per language written in the rejected row, when it is a valid BCP-47 tag;
+    the rest under "(unknown)"."""
     if not has_table(store, "quarantine"):
         return {}
-    try:
-        rows = store.conn.execute(
-            "SELECT CASE WHEN json_valid(raw) AND json_type(raw) = 'object' "
-            "THEN json_extract(raw, '$.language') END AS language, COUNT(*) "
-            "FROM quarantine GROUP BY 1"
-        ).fetchall()
-    except sqlite3.OperationalError:  # an SQLite built without JSON1
-        rows = []
-        for (raw,) in store.conn.execute("SELECT raw FROM quarantine"):
-            value = _json(raw)
-            rows.append((value.get("language") if isinstance(value, dict) else None, 1))
-    out: dict[str, int] = {}
-    for language, count in rows:
-        key = str(language).strip() if language not in (None, "") else UNKNOWN_LANGUAGE
-        out[key or UNKNOWN_LANGUAGE] = out.get(key or UNKNOWN_LANGUAGE, 0) + int(count)
-    return out
+    language_of = _QuarantineLanguage()
+    counts: Counter[str] = Counter()
+    for file, raw in store.conn.execute("SELECT file, raw FROM quarantine"):
+        counts[language_of(file, raw)] += 1
+    return dict(counts)
 
 
 def overview(store: Store) -> dict[str, Any]:
@@ -811,11 +857,15 @@ def quarantine_rows(store: Store, limit: int = 5000) -> dict[str, Any]:
         store,
         "SELECT reason, COUNT(*) AS rows FROM quarantine GROUP BY reason ORDER BY rows DESC",
     )
-    languages = []
-    for raw in rows.get("raw", pd.Series(dtype=object)):
-        value = _json(raw)
-        language = value.get("language") if isinstance(value, dict) else None
-        languages.append(str(language) if language not in (None, "") else UNKNOWN_LANGUAGE)
+    language_of = _QuarantineLanguage()
+    languages = [
+        language_of(file, raw)
+        for file, raw in zip(
+            rows.get("file", pd.Series(dtype=object)),
+            rows.get("raw", pd.Series(dtype=object)),
+            strict=True,
+        )
+    ]
     rows.insert(1, "language", languages)
     return {"rows": rows, "total": total, "by_reason": by_reason}
 

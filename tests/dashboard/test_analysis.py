@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -261,3 +262,40 @@ def test_overview_summary_line_is_markdown_with_only_numbers_bold() -> None:
     assert analysis.overview_summary(totals, languages=2, run=unparsable).endswith(
         " · last nightly run failed, started \\_yesterday\\_ UTC"
     )
+
+
+def test_quarantined_rows_count_under_their_valid_language_tag(tmp_path: Path) -> None:
+    from curation.store import Store
+
+    tsv = tmp_path / "rows.tsv"
+    tsv.write_text("\ufefftext\tlanguage\nfine\tde\n\tpt_br\n", encoding="utf-8")
+    gone = tmp_path / "deleted.csv"  # its header can no longer be read
+    rows = [
+        (str(tmp_path / "a.jsonl"), '{"text": "", "language": "pt-br"}'),  # standard form
+        (str(tmp_path / "a.jsonl"), '{"text": "", "language": "xx-QQ123"}'),  # not BCP-47
+        (str(tmp_path / "a.jsonl"), '{"text": "", "language": 5}'),  # not a string
+        (str(tmp_path / "a.jsonl"), '["not", "an", "object"]'),
+        (str(tsv), "\tpt_br"),  # a TSV line, read with its file's header
+        (str(tsv), "one\ttwo\tde"),  # a field more than the header: no language column
+        (str(gone), ",en"),
+        (str(tmp_path / "b.parquet"), None),
+    ]
+    with Store(tmp_path / "store") as store, store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO quarantine (file, line, field, reason, raw, created_at) "
+            "VALUES (?, ?, 'text', 'empty text', ?, '2026-11-02T10:00:00+00:00')",
+            [(file, line, raw) for line, (file, raw) in enumerate(rows, start=1)],
+        )
+    with Store(tmp_path / "store", read_only=True) as store:
+        assert queries.quarantine_languages(store) == {"pt-BR": 2, "(unknown)": 6}
+        shown = queries.quarantine_rows(store)["rows"].sort_values("line")
+        assert shown["language"].tolist() == [
+            "pt-BR",
+            "(unknown)",
+            "(unknown)",
+            "(unknown)",
+            "pt-BR",
+            "(unknown)",
+            "(unknown)",
+            "(unknown)",
+        ]

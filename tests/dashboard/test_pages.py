@@ -82,7 +82,11 @@ def test_overview_numbers_match_the_store(project: dict) -> None:
         assert table.loc[code, "pool"] == counts["examples"]
         assert table.loc[code, "labeled"] == counts["labeled"]
     assert table["quarantined"].sum() == 8
-    assert table.loc["xx-notalanguage", "quarantined"] == 1  # read from the rejected row
+    # By the language tag in the rejected row (a CSV line read with its file's header), when it
+    # is valid BCP-47: samples/pool_bad.csv's rows 4 (fr), 6, 7, 10, 12 (en); its row 9
+    # ('xx-QQ123'), its malformed row 11 and the JSON row tagged 'xx-notalanguage' have none.
+    quarantined = table.loc[table["quarantined"] > 0, "quarantined"].to_dict()
+    assert quarantined == {"(unknown)": 3, "en": 4, "fr": 1}
     assert charts(at) == 2
     assert not at.error
     # The first line of the page repeats the figures as plain Markdown (it paints first).
@@ -302,6 +306,17 @@ def test_quality_quarantine_duplicates_detection(project: dict) -> None:
     quarantine = at.dataframe[0].value
     reasons = {r[0] for r in sql(project["store"], "SELECT reason FROM quarantine")}
     assert set(quarantine["reason"]) == reasons
+    by_line = dict(zip(quarantine["line"], quarantine["language"], strict=True))
+    assert by_line == {
+        4: "fr",
+        6: "en",
+        7: "en",
+        9: "(unknown)",
+        10: "en",
+        11: "(unknown)",
+        12: "en",
+        322: "(unknown)",
+    }
     # A row holding markup is kept as the literal text, for a grid cell to show as text.
     assert quarantine["raw"].str.contains("<script>alert('xss')</script>", regex=False).any()
     near = at.dataframe[2].value
