@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from curation.cli.progress import install as install_progress_lines
 from curation.config import Config, load_config, resolve_config_path
@@ -37,6 +38,33 @@ app = typer.Typer(
 log = logging.getLogger("curate")
 # Data (tweets, file names) may hold "[...]" or ":name:": never interpret it as markup.
 stdout = Console(soft_wrap=True, markup=False, emoji=False, highlight=False)
+# Off a terminal nothing wraps a line: rich's fallback of 80 columns would cut paths and texts
+# in a pipe, a file or a CI log. A width rich never reaches, not infinity (it needs an int).
+UNBOUNDED_WIDTH = 1_000_000
+
+
+def fit_output_width() -> None:
+    """The stdout console's width: the terminal's on a terminal (rich measures it, COLUMNS
+    overrides), else $COLUMNS when set, else unbounded."""
+    try:
+        terminal = sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        terminal = False
+    columns = os.environ.get("COLUMNS", "")
+    if terminal:
+        stdout.width = None  # type: ignore[assignment]  # rich measures the terminal again
+    elif columns.isdigit() and int(columns) > 0:
+        stdout.width = int(columns)
+    else:
+        stdout.width = UNBOUNDED_WIDTH
+
+
+def print_table(table: Table) -> None:
+    """Print a table whose cells are never cut: a cell too wide for the terminal folds onto
+    more lines instead of ending in "…" (rich's default), so a path or a text stays whole."""
+    for column in table.columns:
+        column.overflow = "fold"
+    stdout.print(table)
 
 
 class _State:
@@ -124,6 +152,7 @@ def _global(
     STATE.debug = debug
     STATE.quiet = quiet
     install_progress_lines(quiet=quiet)
+    fit_output_width()
     if quiet or not sys.stderr.isatty():
         # transformers and huggingface_hub read this when first imported: no "Loading weights"
         # bars in cron logs or under --quiet.

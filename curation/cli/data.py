@@ -16,6 +16,7 @@ from curation.cli.base import (
     app,
     emit_json,
     open_store,
+    print_table,
     project_config,
     show_progress,
     stdout,
@@ -85,7 +86,7 @@ def ingest(
         *(str(summary[key]) for key in ("read", "added", "duplicates", "quarantined")),
         str(summary["labels_imported"]),
     )
-    stdout.print(table)
+    print_table(table)
     if summary["per_language"]:
         stdout.print(
             "added per language: "
@@ -177,7 +178,7 @@ def status(json_output: JsonOption = False) -> None:
     table.add_row(
         "all", str(payload["examples"]), str(payload["labeled"]), str(payload["embedded"])
     )
-    stdout.print(table)
+    print_table(table)
     stdout.print(
         f"quarantined rows: {payload['quarantined']}   duplicates linked: "
         f"{payload['duplicates']}   labels: {', '.join(payload['labels']) or 'none yet'}"
@@ -225,7 +226,7 @@ def quarantine(
         table.add_column(column)
     for row in rows:
         table.add_row(row["file"], str(row["line"]), row["field"], row["reason"])
-    stdout.print(table)
+    print_table(table)
 
 
 # -- embed / index / search ---------------------------------------------------------------------
@@ -313,7 +314,7 @@ def search(
         table.add_column(column)
     for hit in hits:
         table.add_row(f"{hit['score']:.3f}", hit["language"], hit["id"], hit["text"])
-    stdout.print(table)
+    print_table(table)
 
 
 # -- export -------------------------------------------------------------------------------------

@@ -14,7 +14,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from curation.cli.base import JsonOption, app, emit_json, open_store, project_config, stdout
+from curation.cli.base import (
+    JsonOption,
+    app,
+    emit_json,
+    open_store,
+    print_table,
+    project_config,
+    stdout,
+)
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -79,7 +87,7 @@ def push(
             str(row["gold"]),
             str(row["overlap_set"]),
         )
-    stdout.print(table)
+    print_table(table)
     stdout.print(f"annotate at {result['url']}")
 
 
@@ -142,7 +150,7 @@ def pull(
                 str(row["crowd_labels"]),
                 str(row["needs_adjudication"]),
             )
-        stdout.print(table)
+        print_table(table)
     if result["gold_accuracy"]:
         table = Table(title="annotators on gold tasks")
         for column in ("annotator", "language", "answered", "correct", "accuracy"):
@@ -158,7 +166,7 @@ def pull(
                     str(row["correct"]),
                     _fmt(row["accuracy"], 2),
                 )
-        stdout.print(table)
+        print_table(table)
     if result["needs_adjudication"]:
         stdout.print("see and settle them with: curate adjudicate")
 
@@ -210,7 +218,8 @@ def adjudicate(
         current = (
             f"{row['current_label']} ({row['current_source']})" if row["current_label"] else ""
         )
-        text = row["text"] if len(row["text"]) <= 80 else row["text"][:77] + "..."
-        table.add_row(row["example_id"], row["language"], row["reason"], votes, current, text)
-    stdout.print(table)
+        table.add_row(
+            row["example_id"], row["language"], row["reason"], votes, current, row["text"]
+        )
+    print_table(table)
     stdout.print("settle one with: curate adjudicate --set EXAMPLE_ID LABEL")

@@ -14,6 +14,7 @@ from curation.cli.base import (
     app,
     emit_json,
     open_store,
+    print_table,
     project_config,
     show_progress,
     stdout,
@@ -96,7 +97,7 @@ def select(
         table.add_row(
             code, str(count), result["explanations"].get(code, ""), first_reason.get(code, "")
         )
-    stdout.print(table)
+    print_table(table)
     stdout.print(
         f"selected {result['selected']} of {result['candidates']} candidates "
         f"({result['control']} random control); proxy {result['proxy_model_version'] or 'none'}"
@@ -180,7 +181,7 @@ def simulate(
     for name, values in results["strategies"].items():
         finals = [curve[-1]["worst_language_f1"] for curve in values["curves"]]
         table.add_row(name, f"{values['aulc_macro_f1']:.4f}", f"{sum(finals) / len(finals):.4f}")
-    stdout.print(table)
+    print_table(table)
     stdout.print(
         f"full pool macro-F1 {results['full_pool']['macro_f1']:.4f}; "
         f"results in {output}" + (f", curves in {plot}" if plot else "")

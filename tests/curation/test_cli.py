@@ -281,3 +281,60 @@ def test_progress_lines_are_throttled_and_short_steps_stay_silent(
     quiet.write("\n")
     quiet.write("warning: kept\n")
     assert quiet_sink.getvalue() == "warning: kept\n"
+
+
+# -- tables off a terminal (issue 16, "the first hour") -----------------------------------------
+
+LONG_FOLDER = "exports-" + "-".join(f"part{i:02d}" for i in range(20))  # 167 characters
+
+
+def _long_path_project(tmp_path: Path, capsys) -> tuple[Path, Path]:
+    """A store and a quarantined file, both under a folder name far wider than 80 columns."""
+    folder = tmp_path / LONG_FOLDER
+    folder.mkdir()
+    bad = folder / "pool_bad.csv"
+    bad.write_bytes((SAMPLES / "pool_bad.csv").read_bytes())
+    store = folder / "curation-data"
+    write_config(
+        tmp_path,
+        f'[store]\npath = "{store}"\n[labels]\nnames = ["negative", "neutral", "positive"]\n'
+        "[languages]\ndetect = false\n",
+    )
+    run_json(capsys, "ingest", str(bad))
+    return bad, store
+
+
+def test_tables_keep_long_paths_whole_through_a_pipe(tmp_path: Path, capsys) -> None:
+    bad, store = _long_path_project(tmp_path, capsys)
+    env = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
+    outputs = {}
+    for command in ("quarantine", "status"):
+        done = subprocess.run(
+            [sys.executable, "-m", "curation.cli", command],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "…" not in done.stdout
+        outputs[command] = done.stdout.splitlines()
+    assert outputs["status"][0].strip() == f"store {store}"
+    rows = [line.split("│") for line in outputs["quarantine"] if line.startswith("│")]
+    assert [row[1].strip() for row in rows] == [str(bad)] * 7
+    assert [row[2].strip() for row in rows] == ["4", "6", "7", "9", "10", "11", "12"]
+
+
+def test_a_narrow_columns_folds_cells_instead_of_cutting_them(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad, _ = _long_path_project(tmp_path, capsys)
+    monkeypatch.setenv("COLUMNS", "60")
+    code, out, _ = run(capsys, "quarantine", "--limit", "1")
+    assert code == 0 and "…" not in out
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) == 60
+    cells = [line.split("│")[1].strip() for line in lines if line.startswith("│")]
+    # The first column of the one row, folded over several lines, is the whole path.
+    assert "".join(cells) == str(bad)
