@@ -8,6 +8,10 @@ bottom). The `[training]` section of curate.toml is validated here with `trainin
     curate train --resume [--run ID] [--max-steps N]           continue a killed (or capped) run
     curate train --report [--run ID] [--json]                  the per-language table of a run
     curate train --export DIR [--int8] [--run ID] [--json]     merged model; int8 F1 change
+    curate tune --max-trials N [--max-minutes M] [--objective mean|worst]   Optuna search
+
+A new run uses the best setting `curate tune` stored (``<store>/tuning/best.json``) over the
+`[training]` section, unless `--untuned`.
 """
 
 from __future__ import annotations
@@ -30,9 +34,7 @@ stderr = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlig
 
 def _training_config(config: Config) -> Any:
     """The validated `[training]` section; a relative backbone path resolves against the file."""
-    from dataclasses import replace
-
-    from training.config import parse_training_config
+    from training.config import TrainingConfig, parse_training_config
 
     training = parse_training_config(config.training)
     config_path = resolve_config_path(STATE.config_path)
@@ -40,7 +42,7 @@ def _training_config(config: Config) -> Any:
     if config_path is not None and not backbone.is_absolute():
         candidate = config_path.resolve().parent / backbone
         if candidate.exists():
-            training = replace(training, backbone=str(candidate))
+            training = TrainingConfig.from_dict({**training.to_dict(), "backbone": str(candidate)})
     return training
 
 
@@ -169,6 +171,10 @@ def train_command(
             "int8 quantization, on the run's validation split.",
         ),
     ] = False,
+    untuned: Annotated[
+        bool,
+        typer.Option("--untuned", help="Ignore the setting `curate tune` stored; use [training]."),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Train LoRA adapters on the curated labels, with per-language early stopping."""
@@ -211,9 +217,21 @@ def train_command(
         else:
             if run is not None:
                 raise InputError("--run picks a run for --resume, --report or --export")
+            from training.tune import apply_best
+
             training = _training_config(config).with_budget(
                 max_steps=max_steps, max_minutes=max_minutes
             )
+            tuned = None
+            if not untuned:
+                training, tuned = apply_best(store, training)
+            if tuned is not None and show:
+                stderr.print(
+                    f"using the setting `curate tune` found (trial {tuned['trial']}, "
+                    f"{tuned['objective']} macro-F1 {tuned['value']:.4f}): "
+                    + ", ".join(f"{k} {v:.4g}" for k, v in sorted(tuned["params"].items()))
+                    + " (--untuned to ignore it)"
+                )
             trainer = Trainer(store, training, on_event=_progress_printer(show))
         result = trainer.train()
         record = {
@@ -276,3 +294,70 @@ def _export(config: Config, run: str | None, out: Path, *, int8: bool, json_outp
             f"{report['seconds']['fp32']} s -> {report['seconds']['int8']} s on "
             f"{report['examples']} texts"
         )
+
+
+@app.command("tune")
+def tune_command(
+    max_trials: Annotated[
+        int, typer.Option("--max-trials", min=1, help="Trials in the study, all sessions.")
+    ] = 20,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option("--max-minutes", min=0.0, help="Stop starting trials after this long."),
+    ] = None,
+    objective: Annotated[
+        str | None,
+        typer.Option(
+            "--objective",
+            help="mean or worst language macro-F1 (default: [training.evaluation] target).",
+        ),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Search LoRA rank, learning rate, layer decay and language sampling (Optuna, resumable).
+
+    Each trial is a training run under [training]'s own caps; trials trailing the median are
+    pruned. The best setting is stored in the store and used by `curate train` and `curate run`.
+    """
+    from training.tune import tune
+
+    config = project_config()
+    training = _training_config(config)
+    chosen = objective or training.evaluation.target
+    if chosen not in ("mean", "worst"):
+        raise InputError(f"--objective must be mean or worst, got {chosen!r}")
+    show = not json_output and not STATE.quiet
+
+    def on_trial(event: dict[str, Any]) -> None:
+        if show:
+            value = "-" if event["value"] is None else f"{event['value']:.4f}"
+            params = ", ".join(f"{k} {v:.4g}" for k, v in sorted(event["params"].items()))
+            stderr.print(f"trial {event['trial']} {event['state']}: {value} ({params})")
+
+    with _existing_store(config) as store:
+        result = tune(
+            store,
+            training,
+            max_trials=max_trials,
+            max_minutes=max_minutes,
+            objective=chosen,  # type: ignore[arg-type]
+            seed=training.seed,
+            on_trial=on_trial,
+        )
+    payload = result.summary()
+    if json_output:
+        emit_json(payload)
+        return
+    trials = result.trials
+    stdout.print(
+        f"{trials['complete']} complete, {trials['pruned']} pruned, {trials['failed']} failed "
+        f"trials; stopped: {result.stopped_because}"
+    )
+    if result.best_params is None:
+        stdout.print("no trial completed yet; nothing stored")
+        return
+    stdout.print(
+        f"best {chosen} macro-F1 {result.best_value:.4f} (run {result.best_run_id}): "
+        + ", ".join(f"{k} {v:.4g}" for k, v in sorted(result.best_params.items()))
+    )
+    stdout.print("`curate train` and `curate run` use it from now on (`--untuned` to ignore)")
