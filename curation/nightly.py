@@ -29,6 +29,7 @@ import sqlite3
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -48,7 +49,7 @@ from curation.run_context import RunContext, StageResult
 from curation.store import Store, utc_now
 
 if TYPE_CHECKING:
-    pass
+    from curation.pipeline import SelectionRequest
 
 STAGES = ("ingest", "embed", "pull", "curate", "train", "evaluate", "select", "push", "report")
 
@@ -260,11 +261,9 @@ def stage_ingest(ctx: RunContext) -> StageResult:
         else None
     )
     if ctx.dry_run:
-        return StageResult(
-            "dry-run",
-            counts,
-            f"would ingest {len(new)} new file(s)" + (f"; {message}" if message else ""),
-        )
+        # Ingested for real, but into the dry run's scratch copy of the database: the later
+        # stages then see what the real run's would (see `execute`).
+        message = f"would ingest {len(new)} new file(s)" + (f"; {message}" if message else "")
     ingestor = Ingestor(ctx.store, ctx.config, progress=ctx.progress)
     for path, key, problem in new:
         if problem is None:
@@ -282,10 +281,10 @@ def stage_ingest(ctx: RunContext) -> StageResult:
         counts["unreadable_files"] += 1
         counts["quarantined"] += 1
         ctx.warn(
-            f"quarantined unreadable inbox file: {problem} "
-            "(skipped, without a warning, until its content changes)"
+            f"{'would quarantine' if ctx.dry_run else 'quarantined'} unreadable inbox file: "
+            f"{problem} (skipped, without a warning, until its content changes)"
         )
-    return StageResult("ok", counts, message)
+    return StageResult("dry-run" if ctx.dry_run else "ok", counts, message)
 
 
 def stage_embed(ctx: RunContext) -> StageResult:
@@ -363,9 +362,6 @@ def stage_select(ctx: RunContext) -> StageResult:
     counts = {"selected": 0, "pending_before": sum(pending.values())}
     if ctx.config.run.queue_target == 0:
         return StageResult("skipped", counts, "[run] queue_target is 0")
-    if ctx.dry_run:
-        counts["queue_target"] = ctx.config.run.queue_target
-        return StageResult("dry-run", counts, "would top the queue up to its target")
     request = SelectionRequest(
         budget=ctx.config.run.queue_target,
         strategy=ctx.config.selection.strategy,
@@ -374,6 +370,8 @@ def stage_select(ctx: RunContext) -> StageResult:
         pending=pending,
         target_overrides=dict(ctx.config.run.queue_targets) or None,
     )
+    if ctx.dry_run:
+        return _plan_select(ctx, request, counts)
     pool = ctx.pool if ctx.pool is not None else load_pool(ctx.store, ctx.config)
     if len(pool) == 0:
         # A fresh deployment (or an empty inbox): nothing to choose from is not a failure.
@@ -390,6 +388,71 @@ def stage_select(ctx: RunContext) -> StageResult:
         proxy_model_version=result["proxy_model_version"],
     )
     return StageResult("ok", counts)
+
+
+def plan_selection(
+    store: Store, config: Config, request: SelectionRequest, *, f1: dict[str, float] | None
+) -> dict[str, int] | None:
+    """How many examples per language `select_round` would add, with every example embedded.
+
+    The dry run's select: the same candidates (unlabeled, never selected, not pending), the same
+    allocator and the same queue top-up as the real select, on the store as the dry run's
+    ingest left it. It cannot run the strategy (the new examples have no vectors yet), so the
+    near-duplicate guard, which may skip candidates, is not applied; with `need` allocation the
+    F1 per language comes from the dry run's evaluate stage (over the labels that have vectors
+    already). None when the store has no example at all (select would skip).
+    """
+    from curation.pipeline import _top_up
+    from selection.allocation import allocate
+
+    rows = store.conn.execute(
+        "SELECT e.language, l.example_id IS NOT NULL, "
+        "e.id IN (SELECT example_id FROM round_items) OR e.id IN (SELECT example_id FROM tasks) "
+        "FROM examples e LEFT JOIN labels l ON l.example_id = e.id"
+    ).fetchall()
+    if not rows:
+        return None
+    candidates: Counter[str] = Counter()
+    labeled: Counter[str] = Counter()
+    for language, is_labeled, taken in rows:
+        if is_labeled:
+            labeled[language] += 1
+        elif not taken:
+            candidates[language] += 1
+    if not candidates:
+        return {}
+    pool_sizes = dict(candidates)
+    sizes = dict(pool_sizes)
+    for language, n in (request.pending or {}).items():
+        sizes[language] = sizes.get(language, 0) + n
+    known_f1 = {k: v for k, v in (f1 or {}).items() if k in pool_sizes} or None
+    allocation = allocate(
+        request.budget,
+        sizes,
+        method=request.allocation,
+        f1=known_f1 if request.allocation == "need" else None,
+        labeled_counts={language: labeled.get(language, 0) for language in sizes},
+        min_per_language=config.selection.min_per_language,
+        max_per_language=config.selection.max_per_language,
+        cold_start_share=config.selection.cold_start_share,
+    )
+    allocation = _top_up(allocation, request, pool_sizes)
+    return {language: n for language, n in sorted(allocation.per_language.items()) if n > 0}
+
+
+def _plan_select(ctx: RunContext, request: SelectionRequest, counts: dict) -> StageResult:
+    evaluation = ctx.results.get("evaluate")
+    f1 = (evaluation.counts.get("per_language") if evaluation else None) or None
+    planned = plan_selection(ctx.store, ctx.config, request, f1=f1)
+    if planned is None:
+        return StageResult("dry-run", counts, NO_EMBEDDED_EXAMPLES)
+    counts.update(selected=sum(planned.values()), per_language=planned)
+    return StageResult(
+        "dry-run",
+        counts,
+        f"would select {counts['selected']} (planned by the allocator over the examples after "
+        "ingest and embed; the near-duplicate guard may take fewer)",
+    )
 
 
 def stage_report(ctx: RunContext) -> StageResult:
@@ -478,38 +541,47 @@ def new_run_id() -> str:
 def execute(config: Config, *, dry_run: bool = False, progress: bool = False) -> dict:
     """Run every stage under the lock; returns the `--json` object plus an `exit_code`.
 
-    A dry run takes no lock and writes nothing: it reads the store read-only (or, before the
-    first run, an empty scratch store) and each stage says what it would do.
+    A dry run takes no lock and writes nothing to the store: it works on a scratch copy of the
+    database (SQLite's online backup; before the first run, an empty scratch store), reading the
+    vectors from the real store. Its ingest stage really ingests the new inbox files into that
+    copy, so embed, evaluate and select see the examples the real run would have; select then
+    plans its round with the real allocator instead of running the strategy, which needs the
+    vectors that only the real embed stage makes (see `plan_selection`).
     """
     if dry_run:
         import tempfile
 
-        from curation.store import DB_NAME, SCHEMA_VERSION
-
-        if (config.store.path / DB_NAME).exists():
-            store = Store(config.store.path, read_only=True)
-            if store.schema_version() == SCHEMA_VERSION:
-                with store:
-                    return _execute(store, config, dry_run=True, progress=progress)
-            # An older schema: migrate a copy (SQLite's online backup), never the store itself.
-            with tempfile.TemporaryDirectory() as scratch:
-                import sqlite3
-
-                copy = sqlite3.connect(Path(scratch) / DB_NAME)
-                store.conn.backup(copy)
-                copy.close()
+        with tempfile.TemporaryDirectory(prefix="curate-dry-run-") as scratch:
+            store = _scratch_copy(config, Path(scratch))
+            try:
+                return _execute(store, config, dry_run=True, progress=progress)
+            finally:
                 store.close()
-                with Store(scratch) as migrated:
-                    migrated.path = config.store.path  # vectors are read from the real store
-                    return _execute(migrated, config, dry_run=True, progress=progress)
-        with tempfile.TemporaryDirectory() as scratch, Store(scratch) as store:
-            return _execute(store, config, dry_run=True, progress=progress)
     with run_lock(config.store.path):
         store = Store(config.store.path)
         try:
             return _execute(store, config, dry_run=False, progress=progress)
         finally:
             store.close()
+
+
+def _scratch_copy(config: Config, scratch: Path) -> Store:
+    """A writable copy of the store's database under `scratch` (migrated if its schema is
+    older), whose `path` points at the real store for the vectors; an empty one before the
+    first run. The real store is only read."""
+    from curation.store import DB_NAME
+
+    if not (config.store.path / DB_NAME).exists():
+        return Store(scratch)
+    with Store(config.store.path, read_only=True) as real:
+        copy = sqlite3.connect(scratch / DB_NAME)
+        try:
+            real.conn.backup(copy)
+        finally:
+            copy.close()
+    store = Store(scratch)
+    store.path = config.store.path  # vectors are read from the real store
+    return store
 
 
 def _execute(store: Store, config: Config, *, dry_run: bool, progress: bool) -> dict:

@@ -56,18 +56,25 @@ def stage_push(ctx: RunContext) -> StageResult:
             statuses,
         )
     ]
-    if not waiting:
-        return StageResult("ok", {"pushed": 0, "written_to_file": 0, "rounds": 0})
     configured = labelstudio_configured(ctx)
     if ctx.dry_run:
-        rounds = ", ".join(map(str, waiting))
+        # The round the dry run's select planned is pushed by the real run too.
+        select = ctx.results.get("select")
+        names = [str(round_id) for round_id in waiting]
+        if select is not None and select.counts.get("selected"):
+            names.append("the new one")
+        if not names:
+            return StageResult("dry-run", {"rounds": 0}, "nothing to push")
+        rounds = ", ".join(names)
         return StageResult(
             "dry-run",
-            {"rounds": len(waiting)},
+            {"rounds": len(names)},
             f"would push round(s) {rounds}"
             if configured
             else f"would write round(s) {rounds} to a Label Studio import file ({NOT_CONFIGURED})",
         )
+    if not waiting:
+        return StageResult("ok", {"pushed": 0, "written_to_file": 0, "rounds": 0})
     if not configured:
         from labeling.push import write_import_file
 
