@@ -31,7 +31,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test runs in its own folder, so ./curate.toml or ./curation-data never leak in."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("CURATE_CONFIG", raising=False)
+    # A developer's own environment must not change results: each of these picks a store,
+    # a config or a wait.
+    for name in ("CURATE_CONFIG", "CURATE_STORE", "CURATE_BUSY_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session")
