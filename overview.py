@@ -22,7 +22,15 @@ if ctx.ready:
     # Totals follow the language filter; unfiltered, quarantined counts every quarantine row.
     totals = {
         c: int(per_language[c].sum())
-        for c in ("pool", "labeled", "in_label_studio", "selected", "embedded", "quarantined")
+        for c in (
+            "pool",
+            "labeled",
+            "in_label_studio",
+            "written_to_file",
+            "selected",
+            "embedded",
+            "quarantined",
+        )
     }
 
     languages = int((per_language["pool"] > 0).sum())
@@ -49,7 +57,13 @@ if ctx.ready:
             (
                 "In Label Studio",
                 dui.fmt_int(totals["in_label_studio"]),
-                "Pushed to Label Studio (`tasks`) and not labeled yet.",
+                "Pushed to a Label Studio project (`tasks`) and not labeled yet.",
+            ),
+            (
+                "Written to file",
+                dui.fmt_int(totals["written_to_file"]),
+                "Written to a Label Studio import file (`tasks` of no project: no server was "
+                "configured) and not labeled yet; import the file into Label Studio.",
             ),
             (
                 "Quarantined",
@@ -94,7 +108,8 @@ if ctx.ready:
                             sort=order,
                             title=None,
                             scale=alt.Scale(
-                                domain=order, range=["#2e7d32", "#f9a825", "#1565c0", "#b0bec5"]
+                                domain=order,
+                                range=["#2e7d32", "#f9a825", "#8d6e63", "#1565c0", "#b0bec5"],
                             ),
                         ),
                         order=alt.Order("status_order:Q"),
@@ -121,13 +136,19 @@ if ctx.ready:
                         key="overview_quarantine_chart",
                     )
             dui.table(
-                per_language.rename(columns={"in_label_studio": "in Label Studio"}),
+                per_language.rename(
+                    columns={
+                        "in_label_studio": "in Label Studio",
+                        "written_to_file": "written to file",
+                    }
+                ),
                 column_config={"language": st.column_config.TextColumn("language")},
             )
             st.caption(
-                "in Label Studio: pushed and not labeled yet. quarantined: by the `language` "
-                "field of the rejected row when it is a valid BCP-47 tag, `(unknown)` when the "
-                "row had none, an invalid one, or was unreadable."
+                "in Label Studio: pushed to a project and not labeled yet. written to file: in "
+                "a Label Studio import file only (no server configured). quarantined: by the "
+                "`language` field of the rejected row when it is a valid BCP-47 tag, "
+                "`(unknown)` when the row had none, an invalid one, or was unreadable."
             )
 
     with dui.section(

@@ -544,8 +544,11 @@ def overview_summary(
         + ("language" if languages == 1 else "languages"),
         f"**{totals['labeled']:,}** labeled",
         f"**{totals['in_label_studio']:,}** in Label Studio",
-        f"**{totals['quarantined']:,}** quarantined",
     ]
+    # Only when there are some: with a Label Studio server the import file is never used.
+    if totals.get("written_to_file", 0):
+        parts.append(f"**{totals['written_to_file']:,}** written to file")
+    parts.append(f"**{totals['quarantined']:,}** quarantined")
     if run is None:
         parts.append("no nightly run recorded yet")
     else:

@@ -146,12 +146,50 @@ def quarantine_languages(store: Store) -> dict[str, int]:
     return dict(counts)
 
 
+# `tasks.project_id` of examples written to a Label Studio import file instead of a server
+# (`curate push --to FILE`, and the nightly push with no Label Studio configured): they are in
+# no Label Studio project yet. The same value as labeling.push.OFFLINE_PROJECT (a test checks),
+# kept here so the dashboard does not import the HTTP client to read one number.
+IMPORT_FILE_PROJECT = 0
+
+
+def unlabeled_tasks(store: Store) -> dict[str, dict[str, int]]:
+    """Unlabeled examples with a task, per language, apart by where the task is:
+    ``in_label_studio`` (a Label Studio project) and ``written_to_file`` (only an import file).
+    An example both written to a file and pushed to a server counts as in Label Studio."""
+    out: dict[str, dict[str, int]] = {"in_label_studio": {}, "written_to_file": {}}
+    if not has_columns(store, "tasks", ("example_id", "project_id")):
+        return out
+    labels = has_table(store, "labels")
+    rows = store.conn.execute(
+        "SELECT e.language, SUM(t.in_studio), SUM(1 - t.in_studio) FROM "
+        "(SELECT example_id, MAX(project_id != ?) AS in_studio FROM tasks GROUP BY example_id) t "
+        "CROSS JOIN examples e ON e.id = t.example_id "
+        + (
+            "LEFT JOIN labels l ON l.example_id = t.example_id WHERE l.example_id IS NULL "
+            if labels
+            else ""
+        )
+        + "GROUP BY e.language",
+        (IMPORT_FILE_PROJECT,),
+    ).fetchall()
+    for language, in_studio, to_file in rows:
+        if in_studio:
+            out["in_label_studio"][language] = int(in_studio)
+        if to_file:
+            out["written_to_file"][language] = int(to_file)
+    return out
+
+
 def overview(store: Store) -> dict[str, Any]:
     """Totals and one row per language: pool, labeled, in Label Studio, quarantined, ...
 
     * pool: ``examples`` rows (distinct normalized texts);
     * labeled: ``labels`` rows (a current verified label, any source);
-    * in_label_studio: ``tasks`` whose example has no label yet (pushed, waiting for annotators);
+    * in_label_studio: ``tasks`` in a Label Studio project whose example has no label yet
+      (pushed, waiting for annotators);
+    * written_to_file: ``tasks`` only written to a Label Studio import file (no server was
+      configured), example not labeled yet;
     * selected: examples in any ``round_items`` row;
     * embedded: examples with a vector (any model) in ``embeddings``;
     * quarantined: ``quarantine`` rows, by the language written in the rejected row.
@@ -176,17 +214,9 @@ def overview(store: Store) -> dict[str, Any]:
                 "ON e.id = l.example_id GROUP BY e.language",
             ),
         )
-    if has_table(store, "tasks"):
-        put(
-            "in_label_studio",
-            _counts_by_language(
-                store,
-                "SELECT e.language, COUNT(DISTINCT t.example_id) FROM tasks t "
-                "CROSS JOIN examples e ON e.id = t.example_id "
-                "LEFT JOIN labels l ON l.example_id = t.example_id WHERE l.example_id IS NULL "
-                "GROUP BY e.language",
-            ),
-        )
+    if has_table(store, "tasks") and has_table(store, "examples"):
+        for column, counts in unlabeled_tasks(store).items():
+            put(column, counts)
     if has_table(store, "round_items"):
         put(
             "selected",
@@ -206,7 +236,15 @@ def overview(store: Store) -> dict[str, Any]:
             ),
         )
     put("quarantined", quarantine_languages(store))
-    order = ["pool", "labeled", "in_label_studio", "selected", "embedded", "quarantined"]
+    order = [
+        "pool",
+        "labeled",
+        "in_label_studio",
+        "written_to_file",
+        "selected",
+        "embedded",
+        "quarantined",
+    ]
     table = pd.DataFrame(
         [{"language": code, **{c: per[code].get(c, 0) for c in order}} for code in sorted(per)],
         columns=["language", *order],
@@ -227,6 +265,7 @@ def overview(store: Store) -> dict[str, Any]:
             "pool": int(table["pool"].sum()),
             "labeled": int(table["labeled"].sum()),
             "in_label_studio": int(table["in_label_studio"].sum()),
+            "written_to_file": int(table["written_to_file"].sum()),
             "selected": int(table["selected"].sum()),
             "embedded": int(table["embedded"].sum()),
             "quarantined": int(quarantined),
@@ -235,12 +274,19 @@ def overview(store: Store) -> dict[str, Any]:
     }
 
 
-POOL_STATUSES = ("labeled", "in Label Studio", "selected, not pushed", "unlabeled")
+POOL_STATUSES = (
+    "labeled",
+    "in Label Studio",
+    "written to file",
+    "selected, not pushed",
+    "unlabeled",
+)
 
 
 def pool_status(store: Store) -> pd.DataFrame:
     """The pool per language split into disjoint statuses (they add up to the pool size):
-    labeled (``labels``), else in Label Studio (``tasks``), else selected in a round
+    labeled (``labels``), else in Label Studio (``tasks`` of a project), else written to a
+    Label Studio import file (``tasks`` of no project), else selected in a round
     (``round_items``) and not pushed yet, else unlabeled.
 
     Joins start from the small tables (CROSS JOIN fixes SQLite's loop order): no full scan of
@@ -259,17 +305,9 @@ def pool_status(store: Store) -> pd.DataFrame:
             "ON e.id = l.example_id GROUP BY e.language",
         )
     if tasks:
-        parts["in Label Studio"] = _counts_by_language(
-            store,
-            "SELECT e.language, COUNT(*) FROM (SELECT DISTINCT example_id FROM tasks) t "
-            "CROSS JOIN examples e ON e.id = t.example_id "
-            + (
-                "LEFT JOIN labels l ON l.example_id = t.example_id WHERE l.example_id IS NULL "
-                if labels
-                else ""
-            )
-            + "GROUP BY e.language",
-        )
+        waiting = unlabeled_tasks(store)
+        parts["in Label Studio"] = waiting["in_label_studio"]
+        parts["written to file"] = waiting["written_to_file"]
     if items:
         parts["selected, not pushed"] = _counts_by_language(
             store,

@@ -411,8 +411,9 @@ def build_store(folder: Path, *, activity: bool = True) -> dict[str, Any]:
         ).fetchone()[0]
         expected["duplicates"] = status["duplicates"]
         expected["per_language"] = status["per_language"]
+        # Tasks of a Label Studio project (project 0 holds those only written to an import file).
         expected["in_label_studio"] = store.conn.execute(
             "SELECT COUNT(DISTINCT t.example_id) FROM tasks t LEFT JOIN labels l "
-            "ON l.example_id = t.example_id WHERE l.example_id IS NULL"
+            "ON l.example_id = t.example_id WHERE l.example_id IS NULL AND t.project_id != 0"
         ).fetchone()[0]
     return expected

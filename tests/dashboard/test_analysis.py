@@ -258,6 +258,12 @@ def test_overview_summary_line_is_markdown_with_only_numbers_bold() -> None:
     assert analysis.overview_summary(totals, languages=2, run=odd).endswith(
         " · last nightly run \\<b\\>\\*done\\*\\</b\\>"
     )
+    # Tasks only written to an import file (no Label Studio server) are a figure of their own.
+    offline = {**totals, "written_to_file": 200}
+    assert analysis.overview_summary(offline, languages=8, run=None) == (
+        "**100,000** examples in **8** languages · **6,250** labeled · **1,500** in Label Studio"
+        " · **200** written to file · **528** quarantined · no nightly run recorded yet"
+    )
     unparsable = {"status": "failed", "started_at": "_yesterday_"}
     assert analysis.overview_summary(totals, languages=2, run=unparsable).endswith(
         " · last nightly run failed, started \\_yesterday\\_ UTC"

@@ -17,6 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from curation.store import Store
+from dashboard import queries
 from tests.dashboard.fixture_store import XSS_TEXT, build_store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -341,6 +342,50 @@ def test_store_text_is_never_rendered_as_markup(project: dict) -> None:
         for banned in ("unsafe_allow_html", "st.html(", "components.html", "components.v1"):
             assert banned not in text, f"{path.name} uses {banned}"
     assert XSS_TEXT.startswith("<script>")
+
+
+def test_tasks_written_to_an_import_file_are_counted_apart(
+    built: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no Label Studio server, push writes an import file and records the tasks under
+    project 0: they are "written to file", not "in Label Studio" (issue 16)."""
+    from curation.config import load_config
+    from labeling.push import write_import_file
+
+    project = tmp_path / "project"
+    shutil.copytree(built["config"].parent, project)
+    config = load_config(project / "curate.toml")
+    with Store(config.store.path) as store:
+        written = write_import_file(store, config, tmp_path / "tasks.json", round_id=2)
+    second = built["rounds"][1]
+    assert written["pushed"] == second["selected"] == 48
+    monkeypatch.setenv("CURATE_CONFIG", str(project / "curate.toml"))
+    monkeypatch.delenv("CURATE_STORE", raising=False)
+    at = run()
+    shown = metrics(at)
+    assert shown["In Label Studio"] == str(built["in_label_studio"])  # project 1 only, as before
+    assert shown["Written to file"] == "48"
+    table = at.dataframe[0].value.set_index("language")
+    assert table["written to file"][table["written to file"] > 0].to_dict() == {
+        code: count for code, count in second["per_language"].items() if count
+    }
+    assert at.markdown[0].value.startswith(
+        f"**322** examples in **8** languages · **{built['labeled']}** labeled · "
+        f"**{built['in_label_studio']}** in Label Studio · **48** written to file · "
+        "**8** quarantined · "
+    )
+    # The pool chart's statuses stay disjoint: the written examples left "selected, not pushed".
+    with Store(config.store.path, read_only=True) as store:
+        status = queries.pool_status(store).groupby("status")["examples"].sum().to_dict()
+    assert status["written to file"] == 48
+    assert sum(status.values()) == 322
+    assert status["in Label Studio"] == built["in_label_studio"]
+
+
+def test_the_import_file_project_is_the_one_push_writes() -> None:
+    from labeling.push import OFFLINE_PROJECT
+
+    assert queries.IMPORT_FILE_PROJECT == OFFLINE_PROJECT
 
 
 # -- store states: empty, missing, older schema, newer schema, locked, changed -----------------
