@@ -110,19 +110,38 @@ class _JsonLines(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False)
 
 
+class _WithoutTraceback(logging.Formatter):
+    """For stderr without --debug: a failed stage is one line there; its traceback is in
+    run.log."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
 @contextmanager
-def run_logging(run_dir: Path | None, run_id: str, fmt: str):  # noqa: ANN201
-    """Log lines to stderr and, unless a dry run, to `<run_dir>/run.log` (JSON lines option)."""
-    formatter: logging.Formatter = (
-        _JsonLines(run_id)
-        if fmt == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
-    )
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+def run_logging(  # noqa: ANN201 - context manager
+    run_dir: Path | None, run_id: str, fmt: str, *, debug: bool = False, quiet: bool = False
+):
+    """Log lines to stderr and, unless a dry run, to `<run_dir>/run.log` (JSON lines option).
+
+    stderr gets no tracebacks unless `debug`, and only warnings and errors when `quiet`.
+    """
+    text = "%(asctime)s %(levelname)s %(message)s"
+    formatter: logging.Formatter = _JsonLines(run_id) if fmt == "json" else logging.Formatter(text)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(formatter if debug else _WithoutTraceback(text))
+    stderr.setLevel(logging.WARNING if quiet else logging.INFO)
+    handlers: list[logging.Handler] = [stderr]
     if run_dir is not None:
-        handlers.append(logging.FileHandler(run_dir / "run.log", encoding="utf-8"))
+        file_handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
+        file_handler.setFormatter(formatter)
+        handlers.append(file_handler)
     for handler in handlers:
-        handler.setFormatter(formatter)
         log.addHandler(handler)
     previous = log.level
     log.setLevel(logging.INFO)
@@ -134,6 +153,32 @@ def run_logging(run_dir: Path | None, run_id: str, fmt: str):  # noqa: ANN201
             log.removeHandler(handler)
             handler.close()
         log.setLevel(previous)
+
+
+@contextmanager
+def library_progress(enabled: bool):  # noqa: ANN201 - context manager
+    """The `datasets` library's own progress bars (writing a snapshot: "Saving the dataset",
+    "Creating parquet from Arrow format") follow the run's: off under --quiet or off a TTY."""
+    if enabled:
+        yield
+        return
+    variable = "HF_DATASETS_DISABLE_PROGRESS_BARS"
+    previous = os.environ.get(variable)
+    # Read once, when `datasets` is first imported; if it is imported already, its switch.
+    os.environ[variable] = "1"
+    switch = sys.modules.get("datasets.utils.tqdm")
+    was_disabled = switch.are_progress_bars_disabled() if switch is not None else True
+    if switch is not None:
+        switch.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = previous
+        if switch is not None and not was_disabled:
+            switch.enable_progress_bars()
 
 
 # -- stages -----------------------------------------------------------------------------------
@@ -538,7 +583,14 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
-def execute(config: Config, *, dry_run: bool = False, progress: bool = False) -> dict:
+def execute(
+    config: Config,
+    *,
+    dry_run: bool = False,
+    progress: bool = False,
+    debug: bool = False,
+    quiet: bool = False,
+) -> dict:
     """Run every stage under the lock; returns the `--json` object plus an `exit_code`.
 
     A dry run takes no lock and writes nothing to the store: it works on a scratch copy of the
@@ -548,19 +600,20 @@ def execute(config: Config, *, dry_run: bool = False, progress: bool = False) ->
     plans its round with the real allocator instead of running the strategy, which needs the
     vectors that only the real embed stage makes (see `plan_selection`).
     """
+    output = {"progress": progress, "debug": debug, "quiet": quiet}
     if dry_run:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="curate-dry-run-") as scratch:
             store = _scratch_copy(config, Path(scratch))
             try:
-                return _execute(store, config, dry_run=True, progress=progress)
+                return _execute(store, config, dry_run=True, **output)
             finally:
                 store.close()
     with run_lock(config.store.path):
         store = Store(config.store.path)
         try:
-            return _execute(store, config, dry_run=False, progress=progress)
+            return _execute(store, config, dry_run=False, **output)
         finally:
             store.close()
 
@@ -584,7 +637,9 @@ def _scratch_copy(config: Config, scratch: Path) -> Store:
     return store
 
 
-def _execute(store: Store, config: Config, *, dry_run: bool, progress: bool) -> dict:
+def _execute(
+    store: Store, config: Config, *, dry_run: bool, progress: bool, debug: bool, quiet: bool
+) -> dict:
     run_id = new_run_id()
     # Not <store>/runs/: that folder holds the adapter training runs.
     run_dir = config.store.path / "nightly" / run_id
@@ -605,7 +660,12 @@ def _execute(store: Store, config: Config, *, dry_run: bool, progress: bool) -> 
             )
     ctx = RunContext(store, config, run_id, run_dir, dry_run, progress)
     failed = False
-    with run_logging(None if dry_run else run_dir, run_id, config.run.log_format):
+    with (
+        run_logging(
+            None if dry_run else run_dir, run_id, config.run.log_format, debug=debug, quiet=quiet
+        ),
+        library_progress(progress),
+    ):
         log.info("run %s started%s", run_id, " (dry run)" if dry_run else "")
         for name, function in _stage_functions().items():
             started = utc_now()
@@ -617,8 +677,10 @@ def _execute(store: Store, config: Config, *, dry_run: bool, progress: bool) -> 
             try:
                 result = function(ctx)
             except Exception as exc:  # a stage failure is reported, not a traceback
-                log.exception("stage %s failed", name, extra={"stage": name})
-                result = StageResult("failed", {}, f"{type(exc).__name__}: {exc}")
+                reason = f"{type(exc).__name__}: {exc}"
+                # One line on stderr (the traceback only with --debug), the traceback in run.log.
+                log.error("stage %s failed: %s", name, reason, exc_info=True, extra={"stage": name})
+                result = StageResult("failed", {}, reason)
                 failed = True
             result.counts.setdefault("seconds", round(time.perf_counter() - clock, 2))
             if result.status == "warning" or (

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from curation.cli.base import JsonOption, app, emit_json, project_config, show_progress, stdout
+from curation.cli.base import (
+    STATE,
+    JsonOption,
+    app,
+    emit_json,
+    project_config,
+    show_progress,
+    stdout,
+)
 
 
 @app.command("run")
@@ -26,7 +34,13 @@ def run_command(
     from curation.nightly import execute
 
     config = project_config()
-    result = execute(config, dry_run=dry_run, progress=show_progress(json_output))
+    result = execute(
+        config,
+        dry_run=dry_run,
+        progress=show_progress(json_output),
+        debug=STATE.debug,
+        quiet=STATE.quiet,
+    )
     exit_code = result.pop("exit_code")
     if json_output:
         emit_json(result)
