@@ -140,6 +140,19 @@ class IndexConfig(_Section):
     ef_search: Annotated[int, Field(ge=1)] = 64
 
 
+class StoppingConfig(_Section):
+    """`[selection.stopping]`: stop buying labels for a language once they stop paying
+    (selection.stopping): its proxy's predictions on a fixed sample of its pool (the stop set)
+    stopped changing, and its validation F1 stopped rising."""
+
+    enabled: bool = True
+    stop_set_size: Annotated[int, Field(ge=10)] = 500  # per language
+    window: Annotated[int, Field(ge=1)] = 2  # successive rounds that must agree
+    min_kappa: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.99
+    min_gain_per_100: Annotated[float, Field(ge=0.0)] = 0.005  # validation F1 per 100 labels
+    min_labels: Annotated[int, Field(ge=0)] = 100  # needed to stop without a validation curve
+
+
 class SelectionConfig(_Section):
     """`[selection]`: the default query strategy and per-language budget allocation."""
 
@@ -162,6 +175,11 @@ class SelectionConfig(_Section):
     # seconds) or "adapter" (the latest finished `curate train` run's predict_proba).
     proxy: Literal["logistic", "adapter"] = "logistic"
     seed: int = 0
+    # Scale the logistic proxy's probabilities per language by temperatures fitted on its
+    # held-out predictions (curation.quality): a softmax is not a probability, and each
+    # language is miscalibrated its own way.
+    calibrate: bool = True
+    stopping: StoppingConfig = Field(default_factory=lambda: StoppingConfig())
 
 
 class LabelStudioConfig(_Section):
@@ -179,6 +197,12 @@ class LabelStudioConfig(_Section):
     import_chunk_size: Annotated[int, Field(ge=1, le=5000)] = 1000
     timeout_seconds: Annotated[float, Field(gt=0.0)] = 120.0
     max_retries: Annotated[int, Field(ge=0)] = 5
+    # How overlapping answers become one label: "majority" vote, or "dawid_skene" (each
+    # annotator's confusion matrix estimated over all tasks; labeling.aggregate).
+    aggregation: Literal["majority", "dawid_skene"] = "majority"
+    # Suspected label errors (cleanlab) queued for adjudication after each pull, at most this
+    # many per language (0: off).
+    label_issues_per_language: Annotated[int, Field(ge=0)] = 20
 
 
 class RunConfig(_Section):

@@ -18,6 +18,13 @@ import numpy as np
 from curation.config import Config, max_similarity_for
 from curation.errors import InputError
 from curation.pool import PoolArrays, RoundItem, load_pool, record_round
+from curation.quality import (
+    calibrate,
+    calibration_summary,
+    labeled_out_of_fold,
+    labels_fingerprint,
+    proxy_calibration,
+)
 from curation.store import Store
 
 log = logging.getLogger(__name__)
@@ -44,59 +51,16 @@ class SelectionRequest:
     target_overrides: dict[str, int] | None = None
 
 
-def out_of_fold_probabilities(
-    vectors: np.ndarray, labels: np.ndarray, label_names: list[str], *, seed: int
-) -> np.ndarray | None:
-    """The proxy's class probabilities for each labeled example from the fold that held it
-    out: (n, len(label_names)), columns in `label_names` order (0 for a label nobody has).
-
-    Stratified `min(5, rarest class)`-fold cross-validation, shuffled with `seed`. The proxy's
-    regularization is chosen once on the whole labeled set and then fixed in every fold
-    (nested selection would cost 5x more for a figure that only ranks languages). None when
-    some class has a single example (it cannot be stratified)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from threadpoolctl import threadpool_limits
-
-    from selection.proxy import LogisticProxy
-
-    counts = Counter(labels.tolist())
-    if len(counts) < 2 or min(counts.values()) < 2:
-        return None
-    folds = min(5, min(counts.values()))
-    proxy = LogisticProxy(label_names, random_state=seed)
-    strength = proxy.choose_C(vectors, labels)
-    # The model LogisticProxy.fit trains, on the inputs it trains on (float64: lbfgs is ~10x
-    # slower on float32; labels as strings), with one BLAS thread like the proxy.
-    model = LogisticRegression(
-        C=strength,
-        max_iter=proxy.max_iter,
-        class_weight=proxy.class_weight,
-        random_state=proxy.random_state,
-    )
-    x = np.asarray(vectors, dtype=np.float64)
-    y = np.asarray([str(v) for v in labels], dtype=object)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    with threadpool_limits(limits=1, user_api="blas"):
-        in_sorted_order = cross_val_predict(model, x, y, cv=splitter, method="predict_proba")
-    out = np.zeros((len(y), len(label_names)))
-    out[:, [label_names.index(name) for name in np.unique(y)]] = in_sorted_order
-    return out
-
-
-def _cross_validated_f1(
-    vectors: np.ndarray,
+def _per_language_f1(
+    probabilities: np.ndarray,
     labels: np.ndarray,
     languages: np.ndarray,
     label_names: list[str],
-    seed: int,
 ) -> dict[str, float]:
-    """Per-language macro-F1 of the proxy, from its out-of-fold predictions."""
+    """Per-language macro-F1 of the proxy from its out-of-fold probabilities (languages with
+    at least MIN_LABELS_FOR_F1 labels)."""
     from sklearn.metrics import f1_score
 
-    probabilities = out_of_fold_probabilities(vectors, labels, label_names, seed=seed)
-    if probabilities is None:
-        return {}
     predicted = np.asarray(label_names, dtype=object)[probabilities.argmax(axis=1)]
     scores = {}
     for language in sorted(set(languages.tolist())):
@@ -109,20 +73,6 @@ def _cross_validated_f1(
 
 
 PROXY_MODEL = "proxy:logistic-regression"
-
-
-def labels_fingerprint(pool: PoolArrays, config: Config, seed: int) -> str:
-    """A hash of what the proxy's cross-validated F1 depends on: labeled ids and their labels,
-    the embedding model and the seed. Equal fingerprints give equal F1, so it is computed once."""
-    from curation.embeddings import model_key
-
-    labeled = pool.labeled
-    ids = pool.ids[labeled]
-    labels = pool.labels[labeled]
-    digest = hashlib.sha256(f"{model_key(config.embedding)}\0{seed}\0".encode())
-    for i in np.argsort(ids, kind="stable"):
-        digest.update(f"{ids[i]}\t{labels[i]}\n".encode())
-    return digest.hexdigest()[:32]
 
 
 def _stored_evaluation(store: Store, fingerprint: str) -> dict | None:
@@ -200,9 +150,10 @@ def select_round(
     # lazily: a queue already at its targets needs neither it nor its probabilities.
     proxy = None
     probs = None
+    calibration = None
 
     def fit_proxy() -> None:
-        nonlocal proxy, probs
+        nonlocal proxy, probs, calibration
         if config.selection.proxy == "adapter":
             proxy = AdapterProxy.latest(store)
             probs = proxy.predict_pool(store, pool.ids[candidates].tolist())
@@ -212,6 +163,11 @@ def select_round(
             )
             if not proxy.degenerate_:
                 probs = _predict_rows(proxy, pool.vectors, np.flatnonzero(candidates))
+                if config.selection.calibrate:
+                    # Per-language temperatures from the proxy's held-out predictions: the
+                    # uncertainty scores and the pre-annotation scores are probabilities then.
+                    calibration = proxy_calibration(store, config, pool, seed=request.seed)
+                    probs = calibrate(probs, pool.languages[candidates], calibration)
 
     uncertainty = None
     if request.allocation == "need" and f1 is None:
@@ -315,6 +271,8 @@ def select_round(
         per_language[language] = len(picked_rows)
 
     decision = allocation.to_dict()
+    if calibration is not None:
+        decision["calibration"] = calibration_summary(calibration)
     if f1:
         decision["validation_f1"] = f1
     if uncertainty:
@@ -358,6 +316,7 @@ def select_round(
         # Fewer than the budget when the candidates (or the near-duplicate guard) ran out.
         "shortfall": request.budget - len(items),
         "skipped_near_duplicates": skipped,
+        "calibration": decision.get("calibration"),
     }
 
 
@@ -594,12 +553,12 @@ def evaluate_proxy(
     stored = _stored_evaluation(store, fingerprint)
     if stored is not None:
         return stored
-    per_language = _cross_validated_f1(
-        pool.vectors[labeled],
-        pool.labels[labeled],
-        pool.languages[labeled],
-        store.label_names(),
-        seed,
+    # Memoized per labeled set: calibration and the label review reuse these predictions.
+    oof = labeled_out_of_fold(pool, config, store.label_names(), seed=seed)
+    if oof is None:
+        return None
+    per_language = _per_language_f1(
+        oof.probabilities, oof.labels, oof.languages, list(oof.label_names)
     )
     if not per_language:
         return None

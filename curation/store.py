@@ -311,6 +311,39 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE evaluations ADD COLUMN fingerprint TEXT;
     """,
+    # version 5: the proxy's per-language temperatures, per labeled set (fingerprint), with the
+    # cross-fitted calibration report; the stop set (a fixed sample of each language's pool) and
+    # the proxy's predictions on it once per labeled set (fingerprint: a select that saw no new
+    # labels adds no snapshot, which would fake stability), for per-language stopping.
+    """
+    CREATE TABLE proxy_calibrations (
+        fingerprint TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        payload TEXT NOT NULL
+    );
+
+    CREATE TABLE stop_set (
+        example_id TEXT PRIMARY KEY REFERENCES examples(id),
+        language TEXT NOT NULL,
+        added_at TEXT NOT NULL
+    );
+
+    CREATE TABLE stop_snapshots (
+        fingerprint TEXT NOT NULL,
+        language TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        labels INTEGER NOT NULL,
+        f1 REAL,
+        PRIMARY KEY (fingerprint, language)
+    );
+
+    CREATE TABLE stop_predictions (
+        fingerprint TEXT NOT NULL,
+        example_id TEXT NOT NULL REFERENCES examples(id),
+        predicted TEXT NOT NULL,
+        PRIMARY KEY (fingerprint, example_id)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
-from curation import pipeline
+from curation import pipeline, quality
 from selection.proxy import LogisticProxy
 
 # Not sorted, and with a label no example has: the columns must follow this order.
@@ -46,7 +46,7 @@ def _fold_loop(vectors: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray
 def test_out_of_fold_probabilities_equal_the_explicit_fold_loop(seed: int) -> None:
     vectors, labels, languages = _dataset(seed)
     expected = _fold_loop(vectors, labels, seed)
-    got = pipeline.out_of_fold_probabilities(vectors, labels, LABEL_NAMES, seed=seed)
+    got = quality.out_of_fold_probabilities(vectors, labels, LABEL_NAMES, seed=seed)
     assert got is not None and got.shape == (80, 4)
     np.testing.assert_array_equal(got, expected)
     assert not got[:, 3].any()  # the label nobody has
@@ -63,11 +63,11 @@ def test_out_of_fold_probabilities_equal_the_explicit_fold_loop(seed: int) -> No
         )
         for code in ("de", "en")
     }
-    assert pipeline._cross_validated_f1(vectors, labels, languages, LABEL_NAMES, seed) == old_f1
+    assert pipeline._per_language_f1(expected, labels, languages, LABEL_NAMES) == old_f1
 
 
 def test_no_out_of_fold_probabilities_when_a_class_has_one_example() -> None:
     vectors, labels, _ = _dataset(0)
     labels = labels.copy()
     labels[0] = "unused"
-    assert pipeline.out_of_fold_probabilities(vectors, labels, LABEL_NAMES, seed=0) is None
+    assert quality.out_of_fold_probabilities(vectors, labels, LABEL_NAMES, seed=0) is None

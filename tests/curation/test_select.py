@@ -135,6 +135,7 @@ def test_need_allocation_reuses_a_stored_evaluation_of_the_same_labels(
     project: Path, capsys, monkeypatch
 ) -> None:
     import curation.pipeline as pipeline
+    import curation.quality as quality
 
     config = load_config(project / "curate.toml")
     with Store(config.store.path) as store:
@@ -156,10 +157,20 @@ def test_need_allocation_reuses_a_stored_evaluation_of_the_same_labels(
                 (pipeline.PROXY_MODEL, json.dumps(made_up), fingerprint),
             )
 
+        # Likewise a stored calibration of the same labels: select must not cross-validate.
+        conn_payload = {"temperatures": {}, "global_temperature": 1.0, "report": {}}
+        with store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO proxy_calibrations (fingerprint, created_at, payload) "
+                "VALUES (?, '2026-01-01', ?)",
+                (fingerprint, json.dumps(conn_payload)),
+            )
+
     def no_cross_validation(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("cross-validated although a stored evaluation matches")
 
-    monkeypatch.setattr(pipeline, "_cross_validated_f1", no_cross_validation)
+    monkeypatch.setattr(pipeline, "labeled_out_of_fold", no_cross_validation)
+    monkeypatch.setattr(quality, "labeled_out_of_fold", no_cross_validation)
     need = run_json(capsys, "select", "--budget", "30", "--allocation", "need")
     with Store(project / "store") as store:
         (decision,) = store.conn.execute(
