@@ -322,21 +322,37 @@ def search(
 
 @app.command("export")
 def export_command(
-    out: Annotated[Path, typer.Argument(help="Output folder (datasets) or file.")],
+    out: Annotated[
+        Path, typer.Argument(help="Output folder (datasets, or any format with --split) or file.")
+    ],
     fmt: Annotated[
         str, typer.Option("--format", help="datasets (save_to_disk), parquet or jsonl.")
     ] = "datasets",
     language: Annotated[
         list[str] | None, typer.Option("--language", "-l", help="Only these languages.")
     ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="Split stratified by language and label, e.g. train=0.8,validation=0.1,test=0.1: "
+            "a DatasetDict, or one NAME.parquet / NAME.jsonl per split in OUT.",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the --split shuffle.")] = 0,
     json_output: JsonOption = False,
 ) -> None:
-    """Export the labeled examples as a Hugging Face dataset (or Parquet / JSONL)."""
-    from curation.export import export
+    """Export the labeled examples as a Hugging Face dataset (or Parquet / JSONL).
 
+    Columns: id, text, label, language, label_source, round (the selection round that picked
+    the example; null for imported labels) and is_control (a random control pick).
+    """
+    from curation.export import export, parse_split
+
+    fractions = parse_split(split) if split is not None else None
     config = project_config()
     with open_store(config, read_only=True) as store:
-        result = export(store, out, fmt=fmt, languages=language)
+        result = export(store, out, fmt=fmt, languages=language, split=fractions, seed=seed)
     if json_output:
         emit_json(result)
         return
@@ -344,3 +360,11 @@ def export_command(
         f"wrote {result['rows']} labeled examples to {result['path']} ({result['format']}): "
         + ", ".join(f"{code} {n}" for code, n in result["per_language"].items())
     )
+    for name, part in result.get("splits", {}).items():
+        stdout.print(
+            f"  {name}: {part['rows']} ("
+            + ", ".join(f"{code} {n}" for code, n in part["per_language"].items())
+            + ")"
+        )
+    if "splits" in result:
+        stdout.print(f"  stratified by language and label, seed {result['seed']}")
