@@ -311,7 +311,8 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE evaluations ADD COLUMN fingerprint TEXT;
     """,
-    # version 5: the proxy's per-language temperatures, per labeled set (fingerprint), with the
+    # version 5: each pull's per-annotator quality estimate (Dawid-Skene's, or agreement with
+    # the majority); the proxy's per-language temperatures, per labeled set (fingerprint), with the
     # cross-fitted calibration report; the stop set (a fixed sample of each language's pool) and
     # the proxy's predictions on it once per labeled set (fingerprint: a select that saw no new
     # labels adds no snapshot, which would fake stability), for per-language stopping.
@@ -320,6 +321,15 @@ MIGRATIONS: list[str] = [
         fingerprint TEXT PRIMARY KEY,
         created_at TEXT NOT NULL,
         payload TEXT NOT NULL
+    );
+
+    CREATE TABLE annotator_quality (
+        computed_at TEXT NOT NULL,
+        annotator TEXT NOT NULL,
+        method TEXT NOT NULL CHECK (method IN ('majority', 'dawid_skene')),
+        answers INTEGER NOT NULL,
+        accuracy REAL,
+        PRIMARY KEY (computed_at, annotator)
     );
 
     CREATE TABLE stop_set (

@@ -32,17 +32,18 @@ import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from curation.config import Config
 from curation.errors import InputError
 from curation.store import Store, utc_now
+from labeling.aggregate import Aggregated, dawid_skene, majority_vote
 from labeling.agreement import agreement_summary
 from labeling.client import LabelStudioClient, LabelStudioNotFound
 from labeling.interface import choice_of
 from labeling.push import OFFLINE_PROJECT, label_names, overlap_for
-from labeling.resolve import resolve_votes
+from labeling.resolve import Resolution, resolve_votes
 from labeling.sql import select_in
 
 log = logging.getLogger("curate.labeling")
@@ -295,6 +296,9 @@ def resolve_and_measure(store: Store, config: Config) -> dict:
     queue: list[tuple] = []
     queued_languages: Counter = Counter()
     gold_answers: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    model = None
+    if settings.aggregation == "dawid_skene":
+        model = _dawid_skene(per_example, gold, current)
     with store.transaction() as conn:
         for example_id, entry in sorted(per_example.items()):
             existing = current.get(example_id)
@@ -313,6 +317,8 @@ def resolve_and_measure(store: Store, config: Config) -> dict:
                 required=need,
                 skips=len(entry.skips - set(entry.votes)),
             )
+            if model is not None and resolution.status in ("resolved", "tie", "low_agreement"):
+                resolution = _with_posterior(resolution, model, example_id, settings.min_agreement)
             source = existing[1] if existing else None
             if resolution.status == "resolved":
                 label = resolution.label
@@ -373,7 +379,10 @@ def resolve_and_measure(store: Store, config: Config) -> dict:
                 "correct": correct,
                 "accuracy": correct / answered,
             }
+        quality = _annotator_quality(conn, model, per_example, gold, now)
     return {
+        "aggregation": settings.aggregation,
+        "annotator_quality": quality,
         "labels_resolved": sum(written.values()),
         "labels_withdrawn": removed,
         "needs_adjudication": len(queue),
@@ -383,6 +392,56 @@ def resolve_and_measure(store: Store, config: Config) -> dict:
         "gold_accuracy": accuracy,
         "computed_at": now,
     }
+
+
+def _dawid_skene(
+    per_example: dict[str, _ExampleVotes], gold: set[str], current: dict[str, tuple]
+) -> Aggregated:
+    """Dawid-Skene over every example's votes; gold examples with a known (non-crowd) label
+    anchor the annotators' confusion matrices."""
+    votes = {example_id: dict(entry.votes) for example_id, entry in per_example.items()}
+    truths = {
+        example_id: current[example_id][0]
+        for example_id in gold
+        if example_id in current and current[example_id][1] != "labelstudio"
+    }
+    return dawid_skene({k: v for k, v in votes.items() if v}, gold=truths)
+
+
+def _with_posterior(
+    resolution: Resolution, model: Aggregated, example_id: str, min_agreement: float
+) -> Resolution:
+    """A majority resolution re-decided by the Dawid-Skene posterior: its label when the
+    posterior reaches `min_agreement` (a tie usually does), else `low_agreement`."""
+    label = model.labels.get(example_id)
+    posterior = model.confidence.get(example_id)
+    if label is None or posterior is None:
+        return resolution
+    if posterior >= min_agreement:
+        return replace(resolution, status="resolved", label=label, agreement=posterior)
+    return replace(resolution, status="low_agreement", label=None, agreement=posterior)
+
+
+def _annotator_quality(conn, model, per_example, gold, now) -> dict:  # noqa: ANN001
+    """Per annotator: answers and estimated accuracy (Dawid-Skene), or agreement with the
+    majority label (majority vote); stored for the Labeling page."""
+    if model is None:
+        votes = {
+            example_id: dict(entry.votes)
+            for example_id, entry in per_example.items()
+            if example_id not in gold and entry.votes
+        }
+        model = majority_vote(votes)
+    answers = Counter(a for entry in per_example.values() for a in entry.votes)
+    out = {}
+    for annotator, accuracy in sorted(model.annotator_accuracy.items()):
+        out[annotator] = {"answers": answers.get(annotator, 0), "accuracy": round(accuracy, 4)}
+        conn.execute(
+            "INSERT OR REPLACE INTO annotator_quality (computed_at, annotator, method, answers, "
+            "accuracy) VALUES (?,?,?,?,?)",
+            (now, annotator, model.method, answers.get(annotator, 0), accuracy),
+        )
+    return {"method": model.method, "annotators": out}
 
 
 def _measure(conn, per_example, written, queued_languages, now) -> dict:  # noqa: ANN001
