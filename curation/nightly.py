@@ -94,31 +94,40 @@ def run_lock(store_path: Path):  # noqa: ANN201 - context manager
 # -- logging ----------------------------------------------------------------------------------
 
 
-class _JsonLines(logging.Formatter):
-    def __init__(self, run_id: str) -> None:
-        super().__init__()
-        self.run_id = run_id
+# The package's root loggers: every record of the project's modules during a run reaches
+# run.log. The labeling and training wings log as "curate.labeling" and "curate.training", the
+# nightly job as "curate.run", some curation modules under their module names.
+LOG_ROOTS = ("curate", "curation", "selection", "labeling", "training")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
-    def format(self, record: logging.LogRecord) -> str:
-        payload = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "run_id": self.run_id,
-            "stage": getattr(record, "stage", None),
-            "message": record.getMessage(),
-        }
-        return json.dumps(payload, ensure_ascii=False)
+
+def json_formatter(run_id: str) -> logging.Formatter:
+    """JSON lines (python-json-logger): time (UTC), level, logger name, message, run id, the
+    stage where known, and `exc_info` with the whole traceback of an exception."""
+    from pythonjsonlogger.json import JsonFormatter
+
+    return JsonFormatter(
+        "%(levelname)s %(name)s %(message)s",
+        rename_fields={"levelname": "level"},
+        static_fields={"run_id": run_id},
+        timestamp="time",
+        json_ensure_ascii=False,
+    )
 
 
 class _WithoutTraceback(logging.Formatter):
     """For stderr without --debug: a failed stage is one line there; its traceback is in
     run.log."""
 
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
     def format(self, record: logging.LogRecord) -> str:
         saved = record.exc_info, record.exc_text, record.stack_info
         record.exc_info, record.exc_text, record.stack_info = None, None, None
         try:
-            return super().format(record)
+            return self.inner.format(record)
         finally:
             record.exc_info, record.exc_text, record.stack_info = saved
 
@@ -127,32 +136,44 @@ class _WithoutTraceback(logging.Formatter):
 def run_logging(  # noqa: ANN201 - context manager
     run_dir: Path | None, run_id: str, fmt: str, *, debug: bool = False, quiet: bool = False
 ):
-    """Log lines to stderr and, unless a dry run, to `<run_dir>/run.log` (JSON lines option).
+    """Every record of the package's loggers (LOG_ROOTS) to stderr and, unless a dry run, to
+    `<run_dir>/run.log`: text lines, or JSON lines with `[run] log_format = "json"`.
 
-    stderr gets no tracebacks unless `debug`, and only warnings and errors when `quiet`.
+    stderr gets no tracebacks unless `debug`, and only warnings and errors when `quiet`;
+    run.log gets everything from INFO (DEBUG with `debug`), tracebacks included.
     """
-    text = "%(asctime)s %(levelname)s %(message)s"
-    formatter: logging.Formatter = _JsonLines(run_id) if fmt == "json" else logging.Formatter(text)
+    level = logging.DEBUG if debug else logging.INFO
+
+    def formatter() -> logging.Formatter:
+        return json_formatter(run_id) if fmt == "json" else logging.Formatter(TEXT_FORMAT)
+
     stderr = logging.StreamHandler(sys.stderr)
-    stderr.setFormatter(formatter if debug else _WithoutTraceback(text))
-    stderr.setLevel(logging.WARNING if quiet else logging.INFO)
+    stderr.setFormatter(formatter() if debug else _WithoutTraceback(formatter()))
+    stderr.setLevel(logging.WARNING if quiet else level)
     handlers: list[logging.Handler] = [stderr]
     if run_dir is not None:
         file_handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
-        file_handler.setFormatter(formatter)
+        file_handler.setFormatter(formatter())
+        file_handler.setLevel(level)
         handlers.append(file_handler)
-    for handler in handlers:
-        log.addHandler(handler)
-    previous = log.level
-    log.setLevel(logging.INFO)
-    log.propagate = False
+    loggers = [logging.getLogger(name) for name in LOG_ROOTS]
+    previous = [(logger.level, logger.propagate) for logger in loggers]
+    for logger in loggers:
+        for handler in handlers:
+            logger.addHandler(handler)
+        logger.setLevel(level)
+        # Not again through the root logger's handler (the CLI's basicConfig on stderr).
+        logger.propagate = False
     try:
         yield
     finally:
+        for logger, (old_level, old_propagate) in zip(loggers, previous, strict=True):
+            for handler in handlers:
+                logger.removeHandler(handler)
+            logger.setLevel(old_level)
+            logger.propagate = old_propagate
         for handler in handlers:
-            log.removeHandler(handler)
             handler.close()
-        log.setLevel(previous)
 
 
 @contextmanager
