@@ -151,6 +151,9 @@ class StoppingConfig(_Section):
     min_kappa: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.99
     min_gain_per_100: Annotated[float, Field(ge=0.0)] = 0.005  # validation F1 per 100 labels
     min_labels: Annotated[int, Field(ge=0)] = 100  # needed to stop without a validation curve
+    # false: a stopped language's share is not spent (labels saved); true: it goes to the
+    # languages still improving.
+    redistribute: bool = False
 
 
 class SelectionConfig(_Section):

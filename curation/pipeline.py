@@ -178,6 +178,16 @@ def select_round(
                 language: float(margin_uncertainty[candidate_languages == language].mean())
                 for language in pool_sizes
             }
+    stopping = None
+    if config.selection.stopping.enabled and config.selection.proxy == "logistic":
+        fit_proxy()
+        if proxy is not None and probs is not None:
+            stopping = _stopping_decisions(store, config, pool, proxy, pool_sizes, f1, request)
+    stopped = {
+        language: decision.reason
+        for language, decision in (stopping or {}).items()
+        if decision.stopped
+    }
     control_share = config.selection.control_share
     sizes = dict(pool_sizes)
     if request.pending is not None:
@@ -193,6 +203,8 @@ def select_round(
         min_per_language=config.selection.min_per_language,
         max_per_language=config.selection.max_per_language,
         cold_start_share=config.selection.cold_start_share,
+        stopped=stopped,
+        redistribute_stopped=config.selection.stopping.redistribute,
     )
     if request.pending is not None:
         allocation = _top_up(allocation, request, pool_sizes)
@@ -273,6 +285,17 @@ def select_round(
     decision = allocation.to_dict()
     if calibration is not None:
         decision["calibration"] = calibration_summary(calibration)
+    if stopping:
+        decision["stopping"] = {
+            language: {
+                "stopped": d.stopped,
+                "reason": d.reason,
+                "changed": d.changed,
+                "kappa": d.kappa,
+                "slope_per_100": d.slope_per_100,
+            }
+            for language, d in stopping.items()
+        }
     if f1:
         decision["validation_f1"] = f1
     if uncertainty:
@@ -292,6 +315,8 @@ def select_round(
             "control": 0,
             "shortfall": 0,
             "skipped_near_duplicates": skipped,
+            "calibration": decision.get("calibration"),
+            "stopping": decision.get("stopping"),
         }
     round_id = record_round(
         store,
@@ -317,7 +342,37 @@ def select_round(
         "shortfall": request.budget - len(items),
         "skipped_near_duplicates": skipped,
         "calibration": decision.get("calibration"),
+        "stopping": decision.get("stopping"),
     }
+
+
+def _stopping_decisions(
+    store: Store,
+    config: Config,
+    pool: PoolArrays,
+    proxy,  # noqa: ANN001 - a fitted LogisticProxy
+    pool_sizes: dict[str, int],
+    f1: dict[str, float] | None,
+    request: SelectionRequest,
+) -> dict:
+    """Snapshot the proxy on the stop sets (once per labeled set), then decide per language
+    whether more labels still pay (curation.stop_set, selection.stopping)."""
+    from curation import stop_set
+
+    if f1 is None:
+        evaluation = evaluate_proxy(store, config, pool, seed=request.seed)
+        f1 = None if evaluation is None else evaluation["per_language"]
+    classes = np.asarray(proxy.classes_, dtype=object)
+    stop_set.record_snapshot(
+        store,
+        config,
+        pool,
+        lambda vectors: classes[proxy.predict_proba(vectors).argmax(axis=1)],
+        fingerprint=labels_fingerprint(pool, config, request.seed),
+        f1=f1,
+        seed=request.seed,
+    )
+    return stop_set.decide(store, config, pool_sizes)
 
 
 def _predict_rows(proxy, vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:  # noqa: ANN001

@@ -115,6 +115,7 @@ def allocate(
     max_per_language: int | None = None,
     cold_start_share: float = 0.0,
     stopped: Mapping[str, str] | None = None,
+    redistribute_stopped: bool = True,
 ) -> Allocation:
     """Allocate ``budget`` labels over languages (see module docstring for the rules).
 
@@ -129,7 +130,10 @@ def allocate(
         max_per_language: ceiling per language (None = no ceiling).
         cold_start_share: fraction of the budget reserved for languages with no labels.
         stopped: languages where more labels stopped paying (:mod:`selection.stopping`), with
-            the reason; they get nothing, and their share goes to the others.
+            the reason; they get nothing.
+        redistribute_stopped: True: a stopped language's share goes to the others (the budget
+            keeps working where it pays); False: it is not spent (the labels are saved), i.e.
+            every other language gets what it would have got without stopping.
     """
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise InvalidBudgetError(f"budget must be an int >= 1, got {budget!r}")
@@ -151,6 +155,32 @@ def allocate(
     pool = {lang: int(pool_sizes[lang]) for lang in langs}
     ceiling = math.inf if max_per_language is None else max_per_language
     stopped = dict(stopped or {})
+    if stopped and not redistribute_stopped:
+        unstopped = allocate(
+            budget,
+            pool_sizes,
+            method=method,
+            f1=f1,
+            uncertainty=uncertainty,
+            labeled_counts=labeled_counts,
+            min_per_language=min_per_language,
+            max_per_language=max_per_language,
+            cold_start_share=cold_start_share,
+        )
+        saved = sum(unstopped.per_language.get(lang, 0) for lang in stopped)
+        per_language = {
+            lang: 0 if lang in stopped else n for lang, n in unstopped.per_language.items()
+        }
+        explanations = {
+            lang: (
+                f"{lang}: 0 of {unstopped.total}, {stopped[lang]} "
+                f"({unstopped.per_language.get(lang, 0)} labels saved)"
+                if lang in stopped
+                else text
+            )
+            for lang, text in unstopped.explanations.items()
+        }
+        return Allocation(per_language, explanations, method, budget, unstopped.total - saved)
     caps = {lang: 0 if lang in stopped else int(min(pool[lang], ceiling)) for lang in langs}
     total = min(budget, sum(caps.values()))
     notes: dict[str, list[str]] = {lang: [] for lang in langs}

@@ -17,6 +17,7 @@ FRONT = (
     "curation.cli",
     "curation.pipeline",
     "curation.quality",
+    "curation.stop_set",
     "curation.nightly",
     "curation.nightly_steps",
 )

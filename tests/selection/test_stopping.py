@@ -103,3 +103,20 @@ def test_the_allocator_gives_a_stopped_language_nothing_and_says_why() -> None:
     assert result.per_language == {"de": 45, "fr": 0, "hi": 45}
     assert result.explanations["fr"] == f"fr: 0 of 90, {reason}"
     assert result.total == 90
+
+
+def test_without_redistribution_a_stopped_language_saves_its_share() -> None:
+    reason = "stopped, predictions changed on 0.0% of the stop set over the last 2 round(s)"
+    kept = allocate(90, {"fr": 1000, "de": 1000, "hi": 1000}, method="equal")
+    saved = allocate(
+        90,
+        {"fr": 1000, "de": 1000, "hi": 1000},
+        method="equal",
+        stopped={"fr": reason},
+        redistribute_stopped=False,
+    )
+    assert kept.per_language == {"de": 30, "fr": 30, "hi": 30}
+    assert saved.per_language == {"de": 30, "fr": 0, "hi": 30}
+    assert saved.total == 60
+    assert saved.explanations["fr"] == f"fr: 0 of 90, {reason} (30 labels saved)"
+    assert saved.explanations["de"] == kept.explanations["de"]
