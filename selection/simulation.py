@@ -22,6 +22,7 @@ import numpy as np
 from selection.allocation import allocate
 from selection.base import QueryStrategy
 from selection.proxy import LogisticProxy, ProbabilityModel
+from selection.stopping import LanguageHistory, StoppingRule
 from selection.uncertainty import margin_scores
 
 __all__ = ["evaluate", "plot_curves", "simulate"]
@@ -89,6 +90,8 @@ def simulate(
     model_factory: Callable[[Sequence[str]], ProbabilityModel] | None = None,
     seed: int = 0,
     progress: bool = True,
+    stopping: StoppingRule | None = None,
+    stop_set_size: int = 200,
 ) -> dict[str, Any]:
     """Run the simulation; see the module docstring.
 
@@ -107,9 +110,19 @@ def simulate(
         model_factory: ``labels -> ProbabilityModel``; default :class:`LogisticProxy`.
         seed: base seed; seed k uses ``numpy.random.default_rng([seed, k])``.
         progress: show a tqdm bar on stderr.
+        stopping: per-language stopping (needs ``allocation``): each language gets a stop set
+            of ``stop_set_size`` pool rows (seeded, outside the seed set), every round's model
+            predicts it, and ``stopping.decide`` runs on those histories before each query;
+            stopped languages go to the allocator as ``stopped`` (with
+            ``allocation_params["redistribute_stopped"]``, default False: their share is not
+            bought). The simulation gives the rule no validation curve -- the test split must
+            not steer the run -- so a language stops on stable predictions plus
+            ``stopping.min_labels``.
 
     Returns:
-        ``{"strategies": {name: {"aulc_macro_f1", "curves"}}, "full_pool": {...}}``.
+        ``{"strategies": {name: {"aulc_macro_f1", "curves"}}, "full_pool": {...}}``; with
+        ``stopping``, each strategy also has ``"stopped_at"``: per seed, language -> the
+        round it stopped in.
     """
     from selection.registry import get_strategy
 
@@ -126,6 +139,8 @@ def simulate(
         raise ValueError(f"seed_size must be in [1, {n}]")
     if rounds < 0 or batch_size < 1 or n_seeds < 1:
         raise ValueError("rounds >= 0, batch_size >= 1 and n_seeds >= 1 are required")
+    if stopping is not None and allocation is None:
+        raise ValueError("stopping is per language: give an allocation method too")
     ids = list(range(n)) if pool_ids is None else list(pool_ids)
     if len(ids) != n:
         raise ValueError("pool_ids must have one id per pool row")
@@ -155,13 +170,18 @@ def simulate(
         )
 
     curves: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in names}
+    stopped_at: dict[str, list[dict[str, int]]] = {name: [] for name in names}
     for k in range(n_seeds):
         seed_rng = np.random.default_rng([seed, k])
         seed_set = np.sort(seed_rng.choice(n, size=seed_size, replace=False))
+        stop_sets = _stop_sets(langs, seed_set, stop_set_size, seed_rng) if stopping else {}
         for name, strategy in resolved:
             labeled = np.zeros(n, dtype=bool)
             labeled[seed_set] = True
             curve: list[dict[str, Any]] = []
+            history: dict[str, tuple[list, list]] = {c: ([], []) for c in stop_sets}
+            stopped: dict[str, str] = {}
+            stops: dict[str, int] = {}
             if bar is not None:
                 bar.set_postfix_str(f"seed {k + 1}/{n_seeds}, {name}", refresh=False)
             for r in range(rounds + 1):
@@ -172,6 +192,19 @@ def simulate(
                 curve.append({"labels": int(labeled.sum()), **point})
                 if r == rounds:
                     break
+                if stopping is not None:
+                    classes = np.asarray(model.classes_, dtype=object)
+                    for code, rows in stop_sets.items():
+                        predictions, counts = history[code]
+                        predictions.append(classes[model.predict_proba(X[rows]).argmax(axis=1)])
+                        counts.append(int((labeled & (langs == code)).sum()))
+                    decisions = stopping.decide(
+                        {c: LanguageHistory(p, n_) for c, (p, n_) in history.items()}
+                    )
+                    for code, decision in decisions.items():
+                        if decision.stopped and code not in stopped:
+                            stopped[code] = decision.reason
+                            stops[code] = r
                 unl = np.flatnonzero(~labeled)
                 if len(unl) == 0:
                     if bar is not None:
@@ -179,6 +212,9 @@ def simulate(
                     continue
                 rng = np.random.default_rng([seed, k, r, _stable_hash(name)])
                 probs = model.predict_proba(X[unl])
+                params = dict(allocation_params or {})
+                if stopped:
+                    params = {"redistribute_stopped": False, **params, "stopped": stopped}
                 chosen = _query(
                     strategy,
                     unl,
@@ -189,12 +225,13 @@ def simulate(
                     batch_size,
                     rng,
                     allocation,
-                    allocation_params,
+                    params,
                 )
                 labeled[chosen] = True
                 if bar is not None:
                     bar.update(1)
             curves[name].append(curve)
+            stopped_at[name].append(stops)
     if bar is not None:
         bar.close()
 
@@ -208,6 +245,7 @@ def simulate(
                     np.mean([np.mean([p["macro_f1"] for p in c]) for c in curves[name]])
                 ),
                 "curves": curves[name],
+                **({"stopped_at": stopped_at[name]} if stopping is not None else {}),
             }
             for name in names
         },
@@ -216,6 +254,20 @@ def simulate(
             "per_language": full_eval["per_language"],
         },
     }
+
+
+def _stop_sets(
+    langs: np.ndarray, seed_set: np.ndarray, size: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Per language, a fixed sample of pool rows outside the seed set."""
+    outside = np.ones(len(langs), dtype=bool)
+    outside[seed_set] = False
+    sets = {}
+    for code in sorted(set(langs.tolist())):
+        rows = np.flatnonzero(outside & (langs == code))
+        if len(rows):
+            sets[str(code)] = np.sort(rng.choice(rows, size=min(size, len(rows)), replace=False))
+    return sets
 
 
 def _query(
