@@ -45,6 +45,7 @@ from curation.errors import (
     UnreadableFileError,
 )
 from curation.normalize import file_sha256
+from curation.redact import RedactFilter, redact_data, redact_url
 from curation.run_context import RunContext, StageResult
 from curation.store import Store, utc_now
 
@@ -156,6 +157,12 @@ def run_logging(  # noqa: ANN201 - context manager
         file_handler.setFormatter(formatter())
         file_handler.setLevel(level)
         handlers.append(file_handler)
+    # Credentials in a URL never reach a log line: ours, and during the run also the root
+    # logger's (under --debug the HTTP libraries log every request's URL there).
+    redact = RedactFilter()
+    root_handlers = list(logging.getLogger().handlers)
+    for handler in [*handlers, *root_handlers]:
+        handler.addFilter(redact)
     loggers = [logging.getLogger(name) for name in LOG_ROOTS]
     previous = [(logger.level, logger.propagate) for logger in loggers]
     for logger in loggers:
@@ -172,6 +179,8 @@ def run_logging(  # noqa: ANN201 - context manager
                 logger.removeHandler(handler)
             logger.setLevel(old_level)
             logger.propagate = old_propagate
+        for handler in root_handlers:
+            handler.removeFilter(redact)
         for handler in handlers:
             handler.close()
 
@@ -522,7 +531,7 @@ def _plan_select(ctx: RunContext, request: SelectionRequest, counts: dict) -> St
 
 
 def stage_report(ctx: RunContext) -> StageResult:
-    report = build_report(ctx)
+    report = redact_data(build_report(ctx))
     if ctx.dry_run:
         return StageResult("dry-run", {"would_write": str(ctx.run_dir)})
     (ctx.run_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
@@ -704,6 +713,9 @@ def _execute(
                 result = StageResult("failed", {}, reason)
                 failed = True
             result.counts.setdefault("seconds", round(time.perf_counter() - clock, 2))
+            # A stage's message may quote an error that quotes a URL with credentials.
+            result.message = None if result.message is None else redact_url(result.message)
+            result.counts = redact_data(result.counts)
             if result.status == "warning" or (
                 result.message and result.status == "skipped" and name in {"pull", "push"}
             ):
@@ -729,25 +741,27 @@ def _execute(
                     (
                         utc_now(),
                         status,
-                        json.dumps(ctx.warnings),
+                        json.dumps(redact_data(ctx.warnings)),
                         str(run_dir / "report.md"),
                         run_id,
                     ),
                 )
         log.info("run %s finished: %s", run_id, status)
     exit_code = {"ok": EXIT_OK, "warnings": EXIT_WARNINGS, "failed": EXIT_FAILED}[status]
-    return {
-        "run_id": run_id,
-        "status": status,
-        "dry_run": dry_run,
-        "stages": {
-            name: {"status": r.status, "counts": r.counts, "message": r.message}
-            for name, r in ctx.results.items()
-        },
-        "warnings": ctx.warnings,
-        "report": None if dry_run else str(run_dir / "report.md"),
-        "exit_code": exit_code,
-    }
+    return redact_data(
+        {
+            "run_id": run_id,
+            "status": status,
+            "dry_run": dry_run,
+            "stages": {
+                name: {"status": r.status, "counts": r.counts, "message": r.message}
+                for name, r in ctx.results.items()
+            },
+            "warnings": ctx.warnings,
+            "report": None if dry_run else str(run_dir / "report.md"),
+            "exit_code": exit_code,
+        }
+    )
 
 
 def _fault_point(stage: str) -> None:
@@ -782,7 +796,7 @@ def _record_step(
                 started,
                 finished,
                 status,
-                json.dumps(counts, default=str, sort_keys=True),
-                message,
+                json.dumps(redact_data(counts), default=str, sort_keys=True),
+                None if message is None else redact_url(message),
             ),
         )

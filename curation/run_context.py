@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from curation.config import Config
+from curation.redact import redact_url
 from curation.store import Store
 
 if TYPE_CHECKING:
@@ -41,5 +42,7 @@ class RunContext:
     pool: PoolArrays | None = None
 
     def warn(self, message: str) -> None:
+        # Warnings reach stdout, the report and the store: no credentials of a URL in them.
+        message = redact_url(message)
         self.warnings.append(message)
         log.warning(message)

@@ -3,7 +3,8 @@
 Authentication is the SDK's (`label_studio_sdk.LabelStudio`): it accepts both a legacy API token
 and a personal access token (a JWT refresh token, exchanged for short-lived access tokens). The
 key is never printed or logged: error messages carry the status, the call and the server's
-`detail` only (the SDK's own error text would include response headers).
+`detail` only (the SDK's own error text would include response headers). Credentials inside the
+URL (`http://user:pass@host`, `?token=...`) are shown as `***` in every message and in `url`.
 
 Retries: connection errors, timeouts, 5xx, 408 and 429 are retried with exponential backoff
 (`[labelstudio] max_retries`, 1 s doubling to 30 s, with jitter). The SDK's own retries are off, so
@@ -26,6 +27,7 @@ import httpx
 
 from curation.config import Config
 from curation.errors import CurateError, InputError
+from curation.redact import redact_url
 
 log = logging.getLogger("curate.labeling")
 
@@ -68,7 +70,7 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def _detail(exc: BaseException) -> str:
-    """A short, key-free description of a failed call."""
+    """A short, key-free description of a failed call (any URL in it redacted)."""
     from label_studio_sdk.core.api_error import ApiError
 
     if isinstance(exc, ApiError):
@@ -84,8 +86,9 @@ def _detail(exc: BaseException) -> str:
             text = str(body or "").strip()
             if text.lstrip().startswith("<"):  # an HTML error page: its title is enough
                 text = text.split("<title>", 1)[-1].split("</title>", 1)[0].strip()
-        return f"HTTP {exc.status_code}: {text[:300]}"
-    return f"{type(exc).__name__}: {exc}"[:300]
+        # Redacted before it is cut: a cut could split a URL and hide its "@" from the redaction.
+        return f"HTTP {exc.status_code}: {redact_url(text)[:300]}"
+    return redact_url(f"{type(exc).__name__}: {exc}")[:300]
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -143,14 +146,17 @@ class LabelStudioClient:
         from label_studio_sdk import LabelStudio
         from label_studio_sdk.core.api_error import ApiError
 
-        self.url = url.rstrip("/")
+        # The URL as given goes to the SDK only; `url` is what messages and links show: any
+        # credentials in it (`user:pass@`, `?token=`) as `***` (curation.redact).
+        self._base_url = url.rstrip("/")
+        self.url = redact_url(self._base_url)
         self.timeout = timeout
         self.max_retries = max_retries
         self.sleep = sleep
         try:
             # max_retries=0: retries are ours (see module docstring).
             self.sdk = LabelStudio(
-                base_url=self.url, api_key=api_key, timeout=timeout, max_retries=0
+                base_url=self._base_url, api_key=api_key, timeout=timeout, max_retries=0
             )
         except ApiError as exc:  # e.g. an expired personal access token
             raise InputError(f"Label Studio API key refused: {_detail(exc)}") from None

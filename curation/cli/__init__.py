@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from typing import NoReturn
 
 import typer
 
@@ -26,6 +27,7 @@ import typer
 from curation.cli import data, labeling, run, select, training  # noqa: F401
 from curation.cli.base import STATE, app
 from curation.errors import CurateError
+from curation.redact import redact_url
 
 __all__ = ["STATE", "app", "main"]
 
@@ -34,36 +36,38 @@ def _is_click_error(exc: BaseException) -> bool:
     return hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)
 
 
+def _fail(message: str, exit_code: int, *, debug: bool) -> NoReturn:
+    """The one error line (and, with --debug, the traceback), credentials in URLs redacted."""
+    if debug:
+        sys.stderr.write(redact_url(traceback.format_exc()))
+    sys.stderr.write(redact_url(message) + "\n")
+    sys.exit(exit_code)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: maps errors to exit codes and one-line messages."""
+    """Console-script entry point: maps errors to exit codes and one-line messages.
+
+    Every error line goes through curation.redact: an error may quote a URL with credentials
+    (`http://user:pass@host`, `?token=`), e.g. $LABEL_STUDIO_URL's.
+    """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("CURATE_DEBUG") == "1"
     try:
         result = app(args=args, prog_name="curate", standalone_mode=False)
     except typer.Abort:
-        sys.stderr.write("error: aborted\n")
-        sys.exit(1)
+        _fail("error: aborted", 1, debug=False)
     except CurateError as exc:
-        if debug:
-            traceback.print_exc()
-        sys.stderr.write(f"error: {exc}\n")
-        sys.exit(exc.exit_code)
+        _fail(f"error: {exc}", exc.exit_code, debug=debug)
     except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
-        sys.exit(130)
+        _fail("error: interrupted", 130, debug=False)
     except Exception as exc:  # the last net: one line unless --debug
         if _is_click_error(exc):
             # Usage errors (typer vendors click, so match by interface, not by class).
-            if debug:
-                traceback.print_exc()
             if type(exc).__name__ == "NoArgsIsHelpError":
-                sys.stderr.write(exc.format_message() + "\n")
-                sys.exit(2)
+                _fail(exc.format_message(), 2, debug=debug)
             command = getattr(getattr(exc, "ctx", None), "command_path", "curate")
-            sys.stderr.write(f"error: {exc.format_message()} (see: {command} --help)\n")
-            sys.exit(exc.exit_code)
-        if debug:
-            traceback.print_exc()
-        sys.stderr.write(f"error: {type(exc).__name__}: {exc}\n")
-        sys.exit(1)
+            _fail(
+                f"error: {exc.format_message()} (see: {command} --help)", exc.exit_code, debug=debug
+            )
+        _fail(f"error: {type(exc).__name__}: {exc}", 1, debug=debug)
     sys.exit(result if isinstance(result, int) else 0)
