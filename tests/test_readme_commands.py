@@ -8,6 +8,7 @@ model instead of multilingual-e5-small (the same commands, seconds instead of a 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 from pathlib import Path
@@ -119,3 +120,35 @@ def test_readme_commands_work_as_written_on_the_samples(
         "ar",
     }
     assert (tmp_path / "results.json").is_file() and (tmp_path / "curves.png").is_file()
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(heading + "\n")
+    end = text.find("\n#", start + len(heading))
+    while end != -1 and text[end + 1 :].startswith("# "):  # a comment in a code block
+        end = text.find("\n#", end + 1)
+    return text[start:end]
+
+
+def test_readme_says_where_the_label_studio_login_and_token_are() -> None:
+    """The Label Studio section names what scripts/labelstudio.sh really creates, where a token
+    is found on any server, and one precedence rule for URL and key."""
+    script = (REPO / "scripts" / "labelstudio.sh").read_text(encoding="utf-8")
+    venv = re.search(r'^VENV="\$\{CURATE_LS_VENV:-([^}]+)\}"', script, re.M).group(1)
+    username = re.search(r'^USERNAME_EMAIL="\$\{CURATE_LS_USERNAME:-([^}]+)\}"', script, re.M)
+    assert re.search(r'^DATA_DIR="\$\{CURATE_LS_DATA_DIR:-\$VENV/data\}"', script, re.M)
+    assert 'TOKEN_FILE="$DATA_DIR/curate-token"' in script
+    assert 'PASSWORD_FILE="$DATA_DIR/curate-password"' in script
+    section = " ".join(
+        _section((REPO / "README.md").read_text(encoding="utf-8"), "### Label Studio").split()
+    )
+    for needed in (
+        f"`{username.group(1)}`",
+        f"`{venv}/data/curate-password`",
+        f"`{venv}/data/curate-token`",
+        f'export LABEL_STUDIO_API_KEY="$(cat {venv}/data/curate-token)"',
+        "**Account & Settings** → **Personal Access Token**",
+        "the environment wins over the file, `$LABEL_STUDIO_URL` over `[labelstudio] url` and "
+        "`$LABEL_STUDIO_API_KEY` over `[labelstudio] api_key`",
+    ):
+        assert needed in section, needed
