@@ -6,15 +6,14 @@ installed and configured.
 
 from __future__ import annotations
 
-import os
-
 from curation.run_context import RunContext, StageResult
 
 
 def labelstudio_configured(ctx: RunContext) -> bool:
-    settings = ctx.config.labelstudio
-    url = settings.url or os.environ.get("LABEL_STUDIO_URL")
-    key = os.environ.get("LABEL_STUDIO_API_KEY") or settings.api_key
+    """A URL and a key, by the client's one rule (the environment over the file, for both)."""
+    from labeling.client import connection_settings
+
+    url, key = connection_settings(ctx.config)
     return bool(url and key)
 
 

@@ -6,6 +6,10 @@ key is never printed or logged: error messages carry the status, the call and th
 `detail` only (the SDK's own error text would include response headers). Credentials inside the
 URL (`http://user:pass@host`, `?token=...`) are shown as `***` in every message and in `url`.
 
+Connection settings, one rule for both: the environment over the file. `$LABEL_STUDIO_URL` wins
+over `[labelstudio] url` and `$LABEL_STUDIO_API_KEY` over `[labelstudio] api_key`; each falls back
+to the file when its variable is unset or empty (`connection_settings`).
+
 Retries: connection errors, timeouts, 5xx, 408 and 429 are retried with exponential backoff
 (`[labelstudio] max_retries`, 1 s doubling to 30 s, with jitter). The SDK's own retries are off, so
 that a non-idempotent call (importing tasks) is never repeated blindly: `import_tasks` makes one
@@ -112,17 +116,30 @@ class ServerTask:
         return str(value) if value is not None else None
 
 
-def resolve_connection(config: Config) -> tuple[str, str]:
-    """URL and API key: `[labelstudio] url`, else $LABEL_STUDIO_URL; $LABEL_STUDIO_API_KEY, else
-    `[labelstudio] api_key` (the environment keeps the key out of files)."""
+URL_ENV = "LABEL_STUDIO_URL"
+KEY_ENV = "LABEL_STUDIO_API_KEY"
+
+
+def connection_settings(config: Config) -> tuple[str | None, str | None]:
+    """The Label Studio URL and API key, each by one rule: the environment over the file.
+
+    `$LABEL_STUDIO_URL` over `[labelstudio] url`, `$LABEL_STUDIO_API_KEY` over `[labelstudio]
+    api_key`: the environment of the process (a cron line, a systemd unit, a CI job) is the more
+    specific setting, and it keeps the key out of files. None where neither is set.
+    """
     settings = config.labelstudio
-    url = settings.url or os.environ.get("LABEL_STUDIO_URL")
-    key = os.environ.get("LABEL_STUDIO_API_KEY") or settings.api_key
+    url = os.environ.get(URL_ENV) or settings.url
+    key = os.environ.get(KEY_ENV) or settings.api_key
+    return url or None, key or None
+
+
+def resolve_connection(config: Config) -> tuple[str, str]:
+    """URL and API key by `connection_settings`' rule (environment over file, for both), or an
+    InputError naming what is missing."""
+    url, key = connection_settings(config)
     if not url or not key:
         missing = " and ".join(
-            name
-            for name, value in (("LABEL_STUDIO_URL", url), ("LABEL_STUDIO_API_KEY", key))
-            if not value
+            name for name, value in ((URL_ENV, url), (KEY_ENV, key)) if not value
         )
         raise InputError(
             f"no Label Studio server configured: set {missing} (or [labelstudio] url / api_key), "
