@@ -142,46 +142,15 @@ def labeled_out_of_fold(
 
 
 def _calibration_payload(oof: OutOfFold, *, seed: int) -> dict[str, Any]:
-    from selection.calibration import PerLanguageTemperature
+    from curation.calibration import cross_fitted_report
 
-    y = oof.label_index
-    calibrator = PerLanguageTemperature(min_labels=MIN_LABELS_FOR_TEMPERATURE).fit(
-        oof.probabilities, y, oof.languages
+    calibrator, report = cross_fitted_report(
+        oof.probabilities,
+        oof.label_index,
+        oof.languages,
+        min_labels=MIN_LABELS_FOR_TEMPERATURE,
+        seed=seed,
     )
-    # Cross-fitted report: split each language's rows in two (seeded), fit on one half, judge
-    # on the other, both ways; the probabilities judged are the held-out half's.
-    rng = np.random.default_rng(seed)
-    half = np.zeros(len(y), dtype=bool)
-    for language in set(oof.languages.tolist()):
-        rows = np.flatnonzero(oof.languages == language)
-        half[rng.permutation(rows)[: len(rows) // 2]] = True
-    calibrated = np.empty_like(oof.probabilities)
-    for fit_rows, judge_rows in ((half, ~half), (~half, half)):
-        if fit_rows.sum() == 0 or judge_rows.sum() == 0:
-            calibrated[judge_rows] = oof.probabilities[judge_rows]
-            continue
-        fold = PerLanguageTemperature(min_labels=MIN_LABELS_FOR_TEMPERATURE // 2).fit(
-            oof.probabilities[fit_rows], y[fit_rows], oof.languages[fit_rows]
-        )
-        calibrated[judge_rows] = fold.transform(
-            oof.probabilities[judge_rows], oof.languages[judge_rows]
-        )
-    from selection.calibration import expected_calibration_error
-
-    report: dict[str, dict[str, Any]] = {}
-    for language in [*sorted(set(oof.languages.tolist())), "all"]:
-        mask = np.ones(len(y), dtype=bool) if language == "all" else oof.languages == language
-        report[language] = {
-            "labels": int(mask.sum()),
-            "temperature": (
-                calibrator.global_temperature_
-                if language == "all"
-                else calibrator.temperature_for(language)
-            ),
-            "source": ("language" if language in calibrator.temperatures_ else "global"),
-            "ece_before": round(expected_calibration_error(oof.probabilities[mask], y[mask]), 4),
-            "ece_after": round(expected_calibration_error(calibrated[mask], y[mask]), 4),
-        }
     return {
         "fingerprint": oof.fingerprint,
         "label_names": list(oof.label_names),
@@ -244,7 +213,7 @@ def calibrate(
     probabilities: np.ndarray, languages: np.ndarray, payload: dict[str, Any] | None
 ) -> np.ndarray:
     """``probabilities`` scaled by each row's language temperature (unchanged without one)."""
-    from selection.calibration import apply_temperature
+    from curation.calibration import apply_temperature
 
     if payload is None or len(probabilities) == 0:
         return probabilities

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from curation import quality
+from curation.calibration import apply_temperature
 from curation.config import load_config
 from curation.embeddings import EmbeddingCache
 from curation.ingest import ingest_files
 from curation.pool import load_pool
 from curation.store import Store
 from labeling.adjudicate import adjudication_queue
-from selection.calibration import apply_temperature
 from selection.proxy import LogisticProxy
 from tests.conftest import run_cli_json as run_json
 from tests.conftest import write_config

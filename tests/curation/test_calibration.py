@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from selection.calibration import (
+from curation.calibration import (
     PerLanguageTemperature,
     apply_temperature,
     expected_calibration_error,
@@ -122,3 +122,26 @@ def test_settings_repr_and_errors() -> None:
         apply_temperature(np.full((1, 2), 0.5), 0.0)
     with pytest.raises(ValueError, match="no labels"):
         fit_temperature(np.empty((0, 2)), [])
+
+
+def test_cross_fitted_report_judges_each_half_with_the_other_halfs_temperature() -> None:
+    from curation.calibration import cross_fitted_report
+
+    rng = np.random.default_rng(5)
+    p_fr, y_fr = _planted(rng, 2000, temperature=1 / 3.0)  # over-confident
+    p_de, y_de = _planted(rng, 40, temperature=1.0)  # too few for its own temperature
+    p = np.vstack([p_fr, p_de])
+    y = np.concatenate([y_fr, y_de])
+    lang = np.array(["fr"] * 2000 + ["de"] * 40)
+    calibrator, report = cross_fitted_report(p, y, lang, min_labels=100, seed=0)
+    assert sorted(report) == ["all", "de", "fr"]
+    assert report["fr"]["source"] == "language" and report["de"]["source"] == "global"
+    assert report["fr"]["temperature"] == pytest.approx(calibrator.temperatures_["fr"], abs=1e-4)
+    assert report["fr"]["ece_after"] < report["fr"]["ece_before"] / 3
+    assert (report["fr"]["labels"], report["de"]["labels"], report["all"]["labels"]) == (
+        2000,
+        40,
+        2040,
+    )
+    # Deterministic for a seed.
+    assert cross_fitted_report(p, y, lang, min_labels=100, seed=0)[1] == report

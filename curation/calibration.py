@@ -14,7 +14,9 @@ multinomial log loss over ``log(1/T)``; :func:`fit_temperature` does that with
 from cross-validation (several fold models, so no single estimator to wrap), and the tests check
 it against scikit-learn's calibrator on the same inputs.
 
-Pure: arrays in, arrays out; no I/O.
+Pure: arrays in, arrays out; no I/O. Used by the front room for the proxy
+(curation.quality) and by training/ for the adapter; it lives in curation/ because both may
+import it and it imports nothing of the project.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 
 __all__ = [
     "PerLanguageTemperature",
+    "cross_fitted_report",
     "apply_temperature",
     "expected_calibration_error",
     "fit_temperature",
@@ -196,3 +199,56 @@ class PerLanguageTemperature:
             "ece_after": expected_calibration_error(calibrated, y, n_bins=self.n_bins),
         }
         return rows
+
+
+def cross_fitted_report(
+    probabilities: np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    languages: Sequence[str] | np.ndarray,
+    *,
+    min_labels: int,
+    seed: int,
+    n_bins: int = 15,
+) -> tuple[PerLanguageTemperature, dict[str, dict[str, Any]]]:
+    """Temperatures fitted on every row, and a report whose "after" ECE is cross-fitted.
+
+    Each language's rows are split in two (seeded); temperatures fitted on one half scale the
+    other half, both ways, so "after" is measured on rows the temperature never saw and is not
+    flattered by fit. Report rows: per language and ``"all"``: labels, the final temperature
+    and its source ("language" or "global"), ECE before and after.
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    lang = np.asarray(languages, dtype=object)
+    calibrator = PerLanguageTemperature(min_labels=min_labels, n_bins=n_bins).fit(p, y, lang)
+    rng = np.random.default_rng(seed)
+    half = np.zeros(len(y), dtype=bool)
+    for language in sorted(set(lang.tolist())):
+        rows = np.flatnonzero(lang == language)
+        half[rng.permutation(rows)[: len(rows) // 2]] = True
+    calibrated = p.copy()
+    for fit_rows, judge_rows in ((half, ~half), (~half, half)):
+        if fit_rows.any() and judge_rows.any():
+            fold = PerLanguageTemperature(min_labels=max(1, min_labels // 2)).fit(
+                p[fit_rows], y[fit_rows], lang[fit_rows]
+            )
+            calibrated[judge_rows] = fold.transform(p[judge_rows], lang[judge_rows])
+    report: dict[str, dict[str, Any]] = {}
+    for language in [*sorted(set(lang.tolist())), "all"]:
+        mask = np.ones(len(y), dtype=bool) if language == "all" else lang == language
+        own = language in calibrator.temperatures_
+        report[language] = {
+            "labels": int(mask.sum()),
+            "temperature": round(
+                calibrator.global_temperature_
+                if language == "all"
+                else calibrator.temperature_for(language),
+                4,
+            ),
+            "source": "language" if own else "global",
+            "ece_before": round(expected_calibration_error(p[mask], y[mask], n_bins=n_bins), 4),
+            "ece_after": round(
+                expected_calibration_error(calibrated[mask], y[mask], n_bins=n_bins), 4
+            ),
+        }
+    return calibrator, report
