@@ -74,6 +74,11 @@ OFFLINE_PROJECT = 0
 FAULT_ENV = "CURATE_FAULT"
 
 UNFINISHED = ("pushing", "partially_pushed")
+# Rounds still to push: never pushed ('selected') or cut short (UNFINISHED). A round written to an
+# import file by `push --to` ('exported') is not among them: its tasks may already sit in a
+# project imported by hand, so it is pushed to a server only when asked (`--round ID`), and every
+# push says which such rounds it left.
+WAITING = ("selected", *UNFINISHED)
 
 
 @dataclass(frozen=True)
@@ -116,8 +121,22 @@ def model_version_of(store: Store, round_id: int) -> str:
     return row[0] if row and row[0] else f"curate-round-{round_id}"
 
 
+def unpushed_rounds(store: Store) -> list[int]:
+    """Rounds still to push (status in WAITING), oldest first: what `curate push` and the
+    nightly push stage send."""
+    return [
+        int(row[0])
+        for row in store.conn.execute(
+            f"SELECT id FROM selection_rounds WHERE status IN ({','.join('?' * len(WAITING))}) "
+            "ORDER BY id",
+            WAITING,
+        )
+    ]
+
+
 def rounds_to_push(store: Store, round_id: int | None) -> list[int]:
-    """`--round ID`, else unfinished rounds (oldest first) and then the latest round."""
+    """`--round ID`; else every unpushed round, oldest first; else (all pushed) the latest round,
+    so that pushing again fills in what is missing and reports what is there."""
     if round_id is not None:
         if not store.conn.execute(
             "SELECT 1 FROM selection_rounds WHERE id = ?", (round_id,)
@@ -127,15 +146,24 @@ def rounds_to_push(store: Store, round_id: int | None) -> list[int]:
     latest = store.conn.execute("SELECT MAX(id) FROM selection_rounds").fetchone()[0]
     if latest is None:
         raise InputError("no selection round yet: run `curate select` first")
-    unfinished = [
-        row[0]
+    return unpushed_rounds(store) or [int(latest)]
+
+
+def rounds_left_out(store: Store, pushed: Sequence[int]) -> list[dict]:
+    """Rounds written to an import file ('exported') that a push did not send, each with the
+    command that would: `curate push` never sends them on its own (see WAITING)."""
+    return [
+        {
+            "round_id": int(row[0]),
+            "status": row[1],
+            "reason": "written to a Label Studio import file by `curate push --to`; import that "
+            f"file, or push the round here with `curate push --round {row[0]}`",
+        }
         for row in store.conn.execute(
-            f"SELECT id FROM selection_rounds WHERE status IN ({','.join('?' * len(UNFINISHED))}) "
-            "ORDER BY id",
-            UNFINISHED,
+            "SELECT id, status FROM selection_rounds WHERE status = 'exported' ORDER BY id"
         )
+        if int(row[0]) not in pushed
     ]
-    return sorted(set(unfinished) | {int(latest)})
 
 
 def _set_status(store: Store, round_id: int, status: str) -> None:
@@ -658,6 +686,7 @@ def _push(
         "rounds": rounds,
         "url": f"{client.url}/projects/{project_id}/data",
         "model_version": model_version_of(store, round_ids[-1]),
+        "not_pushed": rounds_left_out(store, round_ids),
     }
 
 
@@ -667,49 +696,64 @@ def _push(
 def write_import_file(
     store: Store, config: Config, path: str | Path, *, round_id: int | None = None
 ) -> dict:
-    """`curate push --to FILE`: the round in Label Studio's JSON import format, plus the labeling
-    config beside it (FILE with `.label_config.xml`). The examples are recorded as pushed
-    (`tasks.project_id = 0`, no task id yet) so selection does not pick them again; writing the
-    file again writes the same tasks."""
+    """`curate push --to FILE`: rounds in Label Studio's JSON import format, plus the labeling
+    config beside it (FILE with `.label_config.xml`).
+
+    Which rounds: `round_id`, else every unpushed round (`rounds_to_push`), oldest first, their
+    tasks one after another in one file; when every round went somewhere already, the latest
+    round again. The examples are recorded as pushed (`tasks.project_id = 0`, no task id yet) so
+    selection does not pick them again, and the rounds become 'exported'; writing the same
+    rounds again writes the same tasks."""
     with _push_lock(store):
         return _write_import_file(store, config, Path(path), round_id=round_id)
 
 
 def _write_import_file(store: Store, config: Config, path: Path, *, round_id: int | None) -> dict:
     labels = label_names(store, config)
-    if round_id is None:
-        latest = store.conn.execute("SELECT MAX(id) FROM selection_rounds").fetchone()[0]
-        if latest is None:
-            raise InputError("no selection round yet: run `curate select` first")
-        round_id = int(latest)
-    elif not store.conn.execute(
-        "SELECT 1 FROM selection_rounds WHERE id = ?", (round_id,)
-    ).fetchone():
-        raise InputError(f"no selection round {round_id}")
-    model_version = model_version_of(store, round_id)
-    items = _round_items(store, round_id)
+    round_ids = rounds_to_push(store, round_id)
     stored = _stored_tasks(store, OFFLINE_PROJECT)
-    gold_ids = choose_gold(
-        store,
-        round_id=round_id,
-        items=items,
-        gold_share=config.labelstudio.gold_share,
-        stored=stored,
-    )
-    ordered = queue_order(items, _gold_tasks(store, round_id, gold_ids))
-    payloads = [
-        task_payload(
-            task, position=position, total=len(ordered), model_version=model_version, labels=labels
+    payloads: list[dict] = []
+    new: list[_Task] = []
+    in_file: set[str] = set()
+    tasks = gold = 0
+    for rid in round_ids:
+        model_version = model_version_of(store, rid)
+        items = _round_items(store, rid)
+        gold_ids = choose_gold(
+            store,
+            round_id=rid,
+            items=items,
+            gold_share=config.labelstudio.gold_share,
+            stored=stored,
         )
-        for position, task in enumerate(ordered)
-    ]
+        ordered = queue_order(items, _gold_tasks(store, rid, gold_ids))
+        # An example of two rounds (`select --reselect`) is one task, in its first round.
+        ordered = [task for task in ordered if task.example_id not in in_file]
+        in_file.update(task.example_id for task in ordered)
+        payloads.extend(
+            task_payload(
+                task,
+                position=position,
+                total=len(ordered),
+                model_version=model_version,
+                labels=labels,
+            )
+            for position, task in enumerate(ordered)
+        )
+        fresh = [task for task in ordered if task.example_id not in stored]
+        # A later round's gold must not pick what this round just took.
+        stored.update(
+            {task.example_id: {"round_id": rid, "is_gold": task.is_gold} for task in fresh}
+        )
+        new.extend(fresh)
+        tasks += len(ordered)
+        gold += sum(1 for task in ordered if task.is_gold)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(payloads, ensure_ascii=False, indent=1), encoding="utf-8")
     os.replace(temporary, path)
     config_path = path.with_name(path.stem + ".label_config.xml")
     config_path.write_text(label_config(labels), encoding="utf-8")
-    new = [task for task in ordered if task.example_id not in stored]
     now = utc_now()
     with store.transaction() as conn:
         conn.executemany(
@@ -719,7 +763,7 @@ def _write_import_file(store: Store, config: Config, path: Path, *, round_id: in
                 (
                     task.example_id,
                     OFFLINE_PROJECT,
-                    round_id,
+                    task.round_id,
                     int(task.is_gold),
                     now,
                     overlap_for(task.language, config.labelstudio),
@@ -727,18 +771,19 @@ def _write_import_file(store: Store, config: Config, path: Path, *, round_id: in
                 for task in new
             ],
         )
-        conn.execute(
+        conn.executemany(
             "UPDATE selection_rounds SET status = 'exported' WHERE id = ? AND status = 'selected'",
-            (round_id,),
+            [(rid,) for rid in round_ids],
         )
     return {
         "pushed": len(new),
-        "already_pushed": len(ordered) - len(new),
+        "already_pushed": tasks - len(new),
         "project_id": None,
         "file": str(path),
         "label_config": str(config_path),
-        "tasks": len(ordered),
-        "gold": sum(1 for task in ordered if task.is_gold),
-        "round_id": round_id,
-        "model_version": model_version,
+        "tasks": tasks,
+        "gold": gold,
+        "round_id": round_ids[-1],
+        "round_ids": round_ids,
+        "model_version": model_version_of(store, round_ids[-1]),
     }

@@ -36,7 +36,8 @@ def push(
         typer.Option(
             "--round",
             min=1,
-            help="Push this round (default: unfinished rounds, then the latest).",
+            help="Push this round (default: every round not pushed yet, oldest first; when all "
+            "are, the latest again).",
         ),
     ] = None,
     to: Annotated[
@@ -48,7 +49,10 @@ def push(
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Send a selection round to Label Studio as tasks, in active-learning order, exactly once."""
+    """Send selection rounds to Label Studio as tasks, in active-learning order, exactly once.
+
+    Every round not pushed yet goes, oldest first; a round written to an import file before
+    (`--to`) is listed as not pushed, with the `--round ID` that pushes it."""
     from labeling.client import LabelStudioClient
     from labeling.push import push as push_rounds
     from labeling.push import write_import_file
@@ -64,8 +68,10 @@ def push(
         emit_json(result)
         return
     if to is not None:
+        rounds = result["round_ids"]
+        which = f"round {rounds[0]}" if len(rounds) == 1 else f"rounds {_ids(rounds)}"
         stdout.print(
-            f"wrote {result['tasks']} tasks of round {result['round_id']} to {result['file']} "
+            f"wrote {result['tasks']} tasks of {which} to {result['file']} "
             f"({result['pushed']} new, {result['already_pushed']} written before, "
             f"{result['gold']} gold); labeling config: {result['label_config']}"
         )
@@ -88,7 +94,13 @@ def push(
             str(row["overlap_set"]),
         )
     print_table(table)
+    for row in result["not_pushed"]:
+        stdout.print(f"round {row['round_id']} not pushed: {row['reason']}")
     stdout.print(f"annotate at {result['url']}")
+
+
+def _ids(numbers: list[int]) -> str:
+    return ", ".join(str(number) for number in numbers)
 
 
 @app.command()

@@ -105,3 +105,40 @@ def test_pull_rejects_a_file_that_is_not_an_export(offline: Path, capsys) -> Non
     assert code == 2 and "not a Label Studio JSON export" in err
     code, _, err = run(capsys, "pull", "--from", "missing.json")
     assert code == 2
+
+
+def test_offline_push_writes_every_unpushed_round_oldest_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`push --to` without --round: every round not pushed yet, not only the latest (issue 16)."""
+    from tests.labeling.helpers import add_round
+
+    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    build_store(tmp_path, round_items=["en-04", "de-04", "ar-04"])
+    with Store(tmp_path / "store") as store:
+        second = add_round(store, ["en-05", "hi-04"])
+    result = run_json(capsys, "push", "--to", "both.json")
+    assert (result["round_ids"], result["tasks"], result["pushed"]) == ([1, second], 5, 5)
+    tasks = json.loads(Path("both.json").read_text(encoding="utf-8"))
+    assert [(t["data"]["round_id"], t["data"]["example_id"]) for t in tasks] == [
+        (1, "en-04"),
+        (1, "de-04"),
+        (1, "ar-04"),
+        (2, "en-05"),
+        (2, "hi-04"),
+    ]
+    with Store(tmp_path / "store") as store:
+        statuses = dict(store.conn.execute("SELECT id, status FROM selection_rounds"))
+        third = add_round(store, ["de-05", "en-04"])  # en-04 again: its task exists already
+    assert statuses == {1: "exported", 2: "exported"}
+    code, out, _ = run(capsys, "push", "--to", "third.json")
+    assert code == 0
+    assert out.startswith(
+        "wrote 2 tasks of round 3 to third.json (1 new, 1 written before, 0 gold)"
+    )
+    # Everything written: the latest round again, nothing new.
+    again = run_json(capsys, "push", "--to", "again.json")
+    assert (again["round_ids"], again["pushed"], again["already_pushed"]) == ([third], 0, 2)
+    code, out, _ = run(capsys, "push", "--to", "first-again.json", "--round", "1")
+    assert code == 0 and "of round 1 to first-again.json (0 new, 3 written before" in out
