@@ -206,6 +206,10 @@ class LabelStudioConfig(_Section):
     # Suspected label errors (cleanlab) queued for adjudication after each pull, at most this
     # many per language (0: off).
     label_issues_per_language: Annotated[int, Field(ge=0)] = 20
+    # The proxy's label on a task: "hint" shows it as a line of text under the choices (nothing
+    # chosen), "preselect" chooses it in advance (anchors annotators, inflates agreement),
+    # "off" shows nothing (labeling.push).
+    pre_annotation: Literal["hint", "preselect", "off"] = "hint"
 
 
 class RunConfig(_Section):
