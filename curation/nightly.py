@@ -445,8 +445,13 @@ def stage_select(ctx: RunContext) -> StageResult:
         pending=pending,
         target_overrides=dict(ctx.config.run.queue_targets) or None,
     )
-    if ctx.dry_run:
+    embed = ctx.results.get("embed")
+    if ctx.dry_run and (embed is None or embed.counts.get("would_embed") != 0):
+        # Examples without vectors until the real embed stage: plan instead of select.
         return _plan_select(ctx, request, counts)
+    # A dry run gets here when every example has its vector already: the real selection, on
+    # the dry run's scratch copy of the database, so its count is exactly the real run's.
+    status = "dry-run" if ctx.dry_run else "ok"
     pool = ctx.pool if ctx.pool is not None else load_pool(ctx.store, ctx.config)
     if len(pool) == 0:
         # A fresh deployment (or an empty inbox): nothing to choose from is not a failure.
@@ -454,15 +459,16 @@ def stage_select(ctx: RunContext) -> StageResult:
     try:
         result = select_round(ctx.store, ctx.config, request, pool=pool)
     except NoCandidatesError as exc:
-        return StageResult("ok", counts, str(exc))
+        return StageResult(status, counts, str(exc))
     counts.update(
         selected=result["selected"],
-        round_id=result["round_id"],
+        round_id=None if ctx.dry_run else result["round_id"],
         control=result["control"],
         per_language=result["per_language"],
         proxy_model_version=result["proxy_model_version"],
     )
-    return StageResult("ok", counts)
+    message = f"would select {result['selected']} (selected on a scratch copy of the store)"
+    return StageResult(status, counts, message if ctx.dry_run else None)
 
 
 def plan_selection(
@@ -470,12 +476,15 @@ def plan_selection(
 ) -> dict[str, int] | None:
     """How many examples per language `select_round` would add, with every example embedded.
 
-    The dry run's select: the same candidates (unlabeled, never selected, not pending), the same
-    allocator and the same queue top-up as the real select, on the store as the dry run's
-    ingest left it. It cannot run the strategy (the new examples have no vectors yet), so the
-    near-duplicate guard, which may skip candidates, is not applied; with `need` allocation the
-    F1 per language comes from the dry run's evaluate stage (over the labels that have vectors
-    already). None when the store has no example at all (select would skip).
+    The dry run's select while some examples have no vector yet (new inbox files; with every
+    vector there, the dry run runs the real `select_round` on its scratch copy instead): the
+    same candidates (unlabeled, never selected, not pending), the same allocator and the same
+    queue top-up as the real select, on the store as the dry run's ingest left it. It cannot
+    run what needs the new vectors: the strategy's near-duplicate guard and the per-language
+    stopping rule ([selection.stopping]) may take fewer than planned, and with `need`
+    allocation the F1 per language comes from the dry run's evaluate stage (over the labels
+    that have vectors already). None when the store has no example at all (select would
+    skip).
     """
     from curation.pipeline import _top_up
     from selection.allocation import allocate
@@ -526,7 +535,7 @@ def _plan_select(ctx: RunContext, request: SelectionRequest, counts: dict) -> St
         "dry-run",
         counts,
         f"would select {counts['selected']} (planned by the allocator over the examples after "
-        "ingest and embed; the near-duplicate guard may take fewer)",
+        "ingest and embed; the near-duplicate guard and the stopping rule may take fewer)",
     )
 
 
@@ -626,9 +635,11 @@ def execute(
     A dry run takes no lock and writes nothing to the store: it works on a scratch copy of the
     database (SQLite's online backup; before the first run, an empty scratch store), reading the
     vectors from the real store. Its ingest stage really ingests the new inbox files into that
-    copy, so embed, evaluate and select see the examples the real run would have; select then
-    plans its round with the real allocator instead of running the strategy, which needs the
-    vectors that only the real embed stage makes (see `plan_selection`).
+    copy, so embed, evaluate and select see the examples the real run would have. Select runs
+    for real on the copy when every example has its vector; when the real embed stage would
+    add vectors first, it plans its round with the real allocator and queue top-up instead
+    (`plan_selection`: an upper bound, exact unless the near-duplicate guard or the stopping
+    rule holds examples back).
     """
     output = {"progress": progress, "debug": debug, "quiet": quiet}
     if dry_run:

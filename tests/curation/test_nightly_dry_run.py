@@ -34,7 +34,7 @@ def test_dry_run_and_real_run_select_the_same(project: Path) -> None:  # noqa: F
     assert dry["stages"]["select"]["counts"]["per_language"] == {"en": 10, "es": 10, "fr": 10}
     assert dry["stages"]["select"]["message"] == (
         "would select 30 (planned by the allocator over the examples after ingest and embed; "
-        "the near-duplicate guard may take fewer)"
+        "the near-duplicate guard and the stopping rule may take fewer)"
     )
     assert dry["stages"]["push"]["message"].startswith("would write round(s) the new one to")
     _, real, _ = curate_run(project)
@@ -65,3 +65,16 @@ def test_dry_run_and_real_run_select_the_same(project: Path) -> None:  # noqa: F
     _, real, _ = curate_run(project)
     assert dry["stages"]["select"]["counts"]["selected"] == 0
     assert real["stages"]["select"]["counts"]["selected"] == 0
+
+    # Every example has its vector: the dry run selects for real, on a scratch copy.
+    toml.write_text(toml.read_text().replace("queue_target = 45", "queue_target = 60"))
+    before = _digest(store)
+    _, dry, _ = curate_run(project, "--dry-run")
+    assert _digest(store) == before
+    assert dry["stages"]["select"]["message"] == (
+        "would select 15 (selected on a scratch copy of the store)"
+    )
+    assert dry["stages"]["select"]["counts"]["per_language"] == {"en": 5, "es": 5, "fr": 5}
+    _, real, _ = curate_run(project)
+    assert real["stages"]["select"]["counts"]["selected"] == 15
+    assert real["stages"]["select"]["counts"]["per_language"] == {"en": 5, "es": 5, "fr": 5}
