@@ -5,6 +5,11 @@ direction cannot live in the config: Label Studio does not substitute task varia
 `<View style>` or a `dir` attribute. Each task therefore carries its own `html` field, the escaped
 text wrapped in ``<div lang=".." dir="rtl|ltr|auto">``, shown by a `<HyperText inline>` tag; the
 plain text stays in `data.text` for exports and the Data Manager. Choices refer to that tag.
+
+With `[labelstudio] pre_annotation = "hint"` (the default) the config has one more line under the
+choices, `data.model_hint` ("model's guess: negative"): the proxy's label as plain text, so
+nothing is chosen in advance. Pre-selecting it (`"preselect"`) anchors annotators on the model's
+answer and makes their agreement look higher than it is.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from curation.languages import UNDETERMINED, is_rtl
 # Names of the tags in the generated config; annotations are read back through these.
 TEXT_TAG = "text"
 CHOICES_TAG = "label"
+# The task data field that holds the proxy's guess as text (pre_annotation = "hint").
+HINT_FIELD = "model_hint"
 
 
 def xml_attribute(value: str) -> str:
@@ -29,11 +36,13 @@ def xml_attribute(value: str) -> str:
     return escaped.replace("\t", "&#9;").replace("\n", "&#10;").replace("\r", "&#13;")
 
 
-def label_config(labels: Sequence[str]) -> str:
-    """The labeling config of a single-choice text classification project over `labels`."""
+def label_config(labels: Sequence[str], *, hint: bool = False) -> str:
+    """The labeling config of a single-choice text classification project over `labels`;
+    `hint`: a line under the choices showing `data.model_hint` (the proxy's guess as text)."""
     if len(labels) < 2:
         raise ValueError("a labeling config needs at least 2 labels")
     choices = "\n".join(f'    <Choice value="{xml_attribute(name)}"/>' for name in labels)
+    hint_line = f'  <Header value="${HINT_FIELD}" size="6"/>\n' if hint else ""
     return (
         "<View>\n"
         '  <Header value="$language" size="6"/>\n'
@@ -42,8 +51,14 @@ def label_config(labels: Sequence[str]) -> str:
         'showInline="true" required="true">\n'
         f"{choices}\n"
         "  </Choices>\n"
+        f"{hint_line}"
         "</View>\n"
     )
+
+
+def hint_text(label: str | None) -> str:
+    """`data.model_hint` of a task: the proxy's guess, or empty when it has none."""
+    return "" if label is None else f"model's guess: {label}"
 
 
 def text_direction(language: str) -> str:

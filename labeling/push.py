@@ -6,9 +6,16 @@ sampling"; reused (oldest project of that title) afterwards.
 
 Order: Label Studio's uncertainty sampling serves, among the tasks whose prediction has the
 project's `model_version`, the lowest prediction `score` first. Every task therefore gets a
-prediction with the round's model version (the proxy's label as pre-annotation when the round has
-one, else an empty result) and `score = queue position / tasks in the round`, and the project's
-model version is set to the round's (older rounds' leftovers are served after it). Rounds rank
+prediction with the round's model version and `score = queue position / tasks in the round`, and
+the project's model version is set to the round's (older rounds' leftovers are served after it).
+That score is a queue position, not a confidence: Label Studio shows it as "prediction score",
+and 0.0 is simply the first task to serve.
+
+The proxy's label (`[labelstudio] pre_annotation`): "hint" (default) puts it in the task data as
+text (`data.model_hint`, "model's guess: negative", shown under the choices) and leaves the
+prediction's result empty, so nothing is chosen in advance; "preselect" makes it the prediction's
+result, so Label Studio pre-selects it (annotators anchor on it and agreement is inflated);
+"off" shows it nowhere. Rounds rank
 language after language; the queue interleaves languages in proportion to their share of the
 round, each in rank order (stop annotating at any point and every language got its share), and
 spreads gold tasks evenly.
@@ -61,7 +68,7 @@ from labeling.client import (
     ServerTask,
     backoff_seconds,
 )
-from labeling.interface import choice_result, label_config, task_html
+from labeling.interface import HINT_FIELD, choice_result, hint_text, label_config, task_html
 from labeling.sql import select_in
 
 log = logging.getLogger("curate.labeling")
@@ -315,31 +322,50 @@ def queue_order(items: Sequence[_Task], gold: Sequence[_Task]) -> list[_Task]:
 
 
 def task_payload(
-    task: _Task, *, position: int, total: int, model_version: str, labels: Sequence[str]
+    task: _Task,
+    *,
+    position: int,
+    total: int,
+    model_version: str,
+    labels: Sequence[str],
+    pre_annotation: str = "hint",
 ) -> dict:
-    """One task in Label Studio's import format (data + one prediction)."""
-    prediction = []
+    """One task in Label Studio's import format (data + one prediction); `pre_annotation`:
+    how the proxy's label is shown (see the module docstring)."""
+    guess = None
     if task.predicted_label is not None and task.predicted_label in labels and not task.is_gold:
-        prediction = choice_result(task.predicted_label)
+        guess = task.predicted_label
+    data = {
+        "text": task.text,
+        "html": task_html(task.text, task.language),
+        "language": task.language,
+        "example_id": task.example_id,
+        "round_id": task.round_id,
+        "selection_score": task.selection_score,
+        "rank": task.rank,
+    }
+    if pre_annotation == "hint":
+        # Every task has the field (empty without a guess): the config refers to it.
+        data[HINT_FIELD] = hint_text(guess)
     return {
-        "data": {
-            "text": task.text,
-            "html": task_html(task.text, task.language),
-            "language": task.language,
-            "example_id": task.example_id,
-            "round_id": task.round_id,
-            "selection_score": task.selection_score,
-            "rank": task.rank,
-        },
+        "data": data,
         "predictions": [
             {
                 "model_version": model_version,
-                # Uncertainty sampling serves the lowest score first: the queue position.
+                # Uncertainty sampling serves the lowest score first: the queue position, not a
+                # confidence.
                 "score": position / max(total, 1),
-                "result": prediction,
+                "result": choice_result(guess)
+                if guess is not None and pre_annotation == "preselect"
+                else [],
             }
         ],
     }
+
+
+def project_label_config(labels: Sequence[str], config: Config) -> str:
+    """The labeling config for the project's settings (a hint line in "hint" mode)."""
+    return label_config(labels, hint=config.labelstudio.pre_annotation == "hint")
 
 
 def _fault_after_import(import_number: int) -> None:
@@ -360,7 +386,7 @@ def ensure_project(
     """The project id for `[labelstudio] project_title` (created when missing), with its label
     config and model version brought up to date; and its maximum annotations."""
     settings = config.labelstudio
-    xml = label_config(labels)
+    xml = project_label_config(labels, config)
     found = client.find_projects(settings.project_title)
     if not found:
         project_id = client.create_project(
@@ -543,6 +569,7 @@ def _push_one_round(
                         total=total,
                         model_version=model_version,
                         labels=labels,
+                        pre_annotation=settings.pre_annotation,
                     )
                     for position, task in chunk
                 ]
@@ -737,6 +764,7 @@ def _write_import_file(store: Store, config: Config, path: Path, *, round_id: in
                 total=len(ordered),
                 model_version=model_version,
                 labels=labels,
+                pre_annotation=config.labelstudio.pre_annotation,
             )
             for position, task in enumerate(ordered)
         )
@@ -753,7 +781,7 @@ def _write_import_file(store: Store, config: Config, path: Path, *, round_id: in
     temporary.write_text(json.dumps(payloads, ensure_ascii=False, indent=1), encoding="utf-8")
     os.replace(temporary, path)
     config_path = path.with_name(path.stem + ".label_config.xml")
-    config_path.write_text(label_config(labels), encoding="utf-8")
+    config_path.write_text(project_label_config(labels, config), encoding="utf-8")
     now = utc_now()
     with store.transaction() as conn:
         conn.executemany(

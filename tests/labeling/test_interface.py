@@ -78,3 +78,32 @@ def test_choice_round_trip_and_empty_results() -> None:
     assert choice_of(None) is None
     other_tag = [{"type": "choices", "from_name": "other", "value": {"choices": ["x"]}}]
     assert choice_of(other_tag) is None
+
+
+def test_config_shows_the_hint_line_only_in_hint_mode() -> None:
+    from curation.config import Config
+    from labeling.push import project_label_config
+
+    labels = ["negative", "positive"]
+    plain = (
+        "<View>\n"
+        '  <Header value="$language" size="6"/>\n'
+        '  <HyperText name="text" value="$html" inline="true"/>\n'
+        '  <Choices name="label" toName="text" choice="single" showInline="true" required="true">\n'
+        '    <Choice value="negative"/>\n'
+        '    <Choice value="positive"/>\n'
+        "  </Choices>\n"
+        "</View>\n"
+    )
+    configs = {
+        mode: project_label_config(
+            labels, Config.model_validate({"labelstudio": {"pre_annotation": mode}})
+        )
+        for mode in ("hint", "preselect", "off")
+    }
+    assert configs["hint"] == plain.replace(
+        "</View>", '  <Header value="$model_hint" size="6"/>\n</View>'
+    )
+    assert configs["preselect"] == configs["off"] == plain
+    assert Config().labelstudio.pre_annotation == "hint"  # the default
+    assert ET.fromstring(configs["hint"])[-1].attrib == {"value": "$model_hint", "size": "6"}

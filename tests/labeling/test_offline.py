@@ -142,3 +142,62 @@ def test_offline_push_writes_every_unpushed_round_oldest_first(
     assert (again["round_ids"], again["pushed"], again["already_pushed"]) == ([third], 0, 2)
     code, out, _ = run(capsys, "push", "--to", "first-again.json", "--round", "1")
     assert code == 0 and "of round 1 to first-again.json (0 new, 3 written before" in out
+
+
+PRESELECTED_NEGATIVE = [
+    {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["negative"]}}
+]
+
+
+@pytest.mark.parametrize(
+    ("mode", "hints", "results"),
+    [
+        ("hint", ["", "model's guess: negative"], [[], []]),
+        ("preselect", None, [[], PRESELECTED_NEGATIVE]),
+        ("off", None, [[], []]),
+    ],
+)
+def test_pre_annotation_modes_give_these_tasks(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+    hints: list[str] | None,
+    results: list[list],
+) -> None:
+    """The proxy guessed `negative` for de-04 and nothing for en-04 (rank 1, odd)."""
+    from labeling.interface import task_html
+
+    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    build_store(tmp_path, round_items=["en-04", "de-04"], labelstudio=f'pre_annotation = "{mode}"')
+    run_json(capsys, "push", "--to", "tasks.json")
+    expected = []
+    for position, (language, rank) in enumerate((("en", 1), ("de", 2))):
+        text = TEXTS[language][4]
+        data = {
+            "text": text,
+            "html": task_html(text, language),
+            "language": language,
+            "example_id": f"{language}-04",
+            "round_id": 1,
+            "selection_score": 1.0 - rank / 100,
+            "rank": rank,
+        }
+        if hints is not None:
+            data["model_hint"] = hints[position]
+        expected.append(
+            {
+                "data": data,
+                "predictions": [
+                    {
+                        "model_version": "proxy-v1",
+                        "score": position / 2,
+                        "result": results[position],
+                    }
+                ],
+            }
+        )
+    assert json.loads(Path("tasks.json").read_text(encoding="utf-8")) == expected
+    xml = Path("tasks.label_config.xml").read_text(encoding="utf-8")
+    assert ("$model_hint" in xml) == (mode == "hint")

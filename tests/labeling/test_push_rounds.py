@@ -58,3 +58,21 @@ def test_a_round_written_to_a_file_is_named_with_the_command_that_pushes_it(
     assert sorted(t["data"]["round_id"] for t in fake.tasks.values()) == [first, first, second]
     with Store(config.store.path) as store:
         assert push(store, config, fake)["not_pushed"] == []
+
+
+def test_the_project_config_follows_the_pre_annotation_mode(tmp_path: Path) -> None:
+    config, _ = build_store(tmp_path, round_items=["en-04", "de-04"])
+    fake = FakeLabelStudio()
+    with Store(config.store.path) as store:
+        project_id = push(store, config, fake)["project_id"]
+        assert "$model_hint" in fake.projects[project_id]["label_config"]
+        tasks = [fake.tasks[i] for i in sorted(fake.tasks)]
+        assert [t["data"]["model_hint"] for t in tasks] == ["", "model's guess: negative"]
+        assert [t["predictions"][0]["result"] for t in tasks] == [[], []]
+        preselect = config.model_copy(
+            update={
+                "labelstudio": config.labelstudio.model_copy(update={"pre_annotation": "preselect"})
+            }
+        )
+        push(store, preselect, fake)
+    assert "$model_hint" not in fake.projects[project_id]["label_config"]
