@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from training.metrics import macro_f1, summary_from_per_language
-from training.model import META_FILE
+from training.model import CALIBRATION_FILE, META_FILE
 from training.predict import AdapterModel
 
 
@@ -39,6 +39,10 @@ def merge_adapter(path: str | Path, out: str | Path) -> Path:
     merged.model.save_pretrained(str(temporary / "model"))
     merged.tokenizer.save_pretrained(str(temporary))
     (temporary / META_FILE).write_text(json.dumps(merged.meta, indent=2) + "\n", "utf-8")
+    if merged.calibration is not None:
+        (temporary / CALIBRATION_FILE).write_text(
+            json.dumps(merged.calibration, indent=2) + "\n", "utf-8"
+        )
     temporary.rename(out)
     return out
 

@@ -49,6 +49,8 @@ log = logging.getLogger("curate.training")
 
 TASK_ADAPTER = "task"
 META_FILE = "curate_model.json"
+# Per-language temperatures fitted on the validation split (Trainer.calibrate).
+CALIBRATION_FILE = "calibration.json"
 # Attention projections of the BERT family (query/key/value and the attention output).
 _ATTENTION = ("query", "key", "value", "attention.output.dense")
 

@@ -16,6 +16,7 @@ quantization of the linear layers and weight-only int8 of the word embeddings (C
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from training.model import META_FILE, load_saved
+from training.model import CALIBRATION_FILE, META_FILE, load_saved
 
 log = logging.getLogger("curate.training")
 
@@ -57,6 +58,10 @@ class AdapterModel:
         self.batch_size = batch_size
         self.source = source
         self.quantized = False
+        # Per-language temperatures from training's validation split (None: uncalibrated).
+        self.calibration: dict[str, Any] | None = None
+        if source is not None and (Path(source) / CALIBRATION_FILE).is_file():
+            self.calibration = json.loads((Path(source) / CALIBRATION_FILE).read_text("utf-8"))
 
     @classmethod
     def load(
@@ -161,11 +166,26 @@ class AdapterModel:
         languages: Sequence[str] | None = None,
         *,
         batch_size: int | None = None,
+        calibrated: bool = True,
     ) -> np.ndarray:
-        """Class probabilities (n, n_labels), float64, columns in `classes_` order."""
+        """Class probabilities (n, n_labels), float64, columns in `classes_` order.
+
+        ``calibrated``: scaled by the temperature training fitted for each text's language on
+        its validation split (the global one without `languages` or for a language it did not
+        see); the argmax never changes.
+        """
         logits = self.logits(texts, languages, batch_size=batch_size).astype(np.float64)
         if len(logits) == 0:
             return logits
+        if calibrated and self.calibration is not None:
+            temperatures = self.calibration["temperatures"]
+            default = float(self.calibration["global_temperature"])
+            if languages is None:
+                logits /= default
+            else:
+                logits /= np.array([float(temperatures.get(code, default)) for code in languages])[
+                    :, None
+                ]
         logits -= logits.max(axis=1, keepdims=True)
         probabilities = np.exp(logits)
         probabilities /= probabilities.sum(axis=1, keepdims=True)
@@ -187,7 +207,7 @@ class AdapterModel:
             )
         merged = copy.deepcopy(self.model).merge_and_unload()
         meta = {**self.meta, "method": "merged", "merged_from": self.meta["method"]}
-        return AdapterModel(
+        out = AdapterModel(
             merged,
             self.tokenizer,
             meta,
@@ -195,6 +215,8 @@ class AdapterModel:
             batch_size=self.batch_size,
             source=self.source,
         )
+        out.calibration = self.calibration  # the same network, so the same temperatures
+        return out
 
     def to_int8(self) -> AdapterModel:
         """Merged, then int8 (:func:`training.quantize.quantize_int8`; CPU only)."""
@@ -213,6 +235,7 @@ class AdapterModel:
             source=self.source,
         )
         quantized.quantized = True
+        quantized.calibration = self.calibration
         return quantized
 
 

@@ -142,16 +142,18 @@ def summary_payload(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def report_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per language: examples, best and last macro-F1, best-vs-first change."""
+    """One row per language: examples, first/best/last macro-F1, calibration (T, ECE)."""
     metrics = record.get("metrics") or {}
     counts = metrics.get("examples") or {}
     best = (metrics.get("best") or {}).get("per_language", {})
     evaluations = metrics.get("evaluations") or []
     first = evaluations[0]["per_language"] if evaluations else {}
     last = evaluations[-1]["per_language"] if evaluations else {}
+    calibration = metrics.get("calibration") or {}
     codes = sorted(set(counts.get("train", {})) | set(counts.get("validation", {})) | set(best))
     rows = []
     for code in codes:
+        calibrated = calibration.get(code) or {}
         rows.append(
             {
                 "language": code,
@@ -160,6 +162,11 @@ def report_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
                 "best_macro_f1": best.get(code),
                 "first_macro_f1": first.get(code),
                 "last_macro_f1": last.get(code),
+                # Expected calibration error of the validation probabilities, before and after
+                # the language's temperature (cross-fitted: curation.calibration).
+                "temperature": calibrated.get("temperature"),
+                "ece_before": calibrated.get("ece_before"),
+                "ece_after": calibrated.get("ece_after"),
             }
         )
     return rows

@@ -47,6 +47,7 @@ from training.config import TrainingConfig, load_config
 from training.data import LanguageBatchSampler, TrainingData, build_training_data, collate
 from training.metrics import BestTracker, summarize
 from training.model import (
+    CALIBRATION_FILE,
     BuiltModel,
     build_model,
     check_max_length,
@@ -55,6 +56,9 @@ from training.model import (
     save_model,
     text_prefix_for,
 )
+
+# Validation labels a language needs for a temperature of its own (else the global one).
+CALIBRATION_MIN_LABELS = 30
 
 log = logging.getLogger("curate.training")
 
@@ -563,15 +567,14 @@ class Trainer:
         self._emit({"event": "log", **entry})
 
     # -- evaluation -----------------------------------------------------------------------------
-    def evaluate(self) -> dict[str, Any]:
-        """Macro-F1, loss and confusion matrix on every language's validation set."""
+    def _validation_outputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(logits, true label index, language, loss) of every validation example."""
         import torch
         import torch.nn.functional as F
 
-        started = time.perf_counter()
         was_training = self.model.training
         self.model.eval()
-        y_true, y_pred, languages, losses = [], [], [], []
+        logits_out, y_true, languages, losses = [], [], [], []
         size = self.config.data.eval_batch_size
         with torch.no_grad():
             for code, (split, order) in self.validation.items():
@@ -582,20 +585,62 @@ class Trainer:
                     logits = self.forward(batch)
                     labels = batch["labels"].to(self.device)
                     losses.append(F.cross_entropy(logits, labels, reduction="none").cpu().numpy())
-                    y_pred.append(logits.argmax(-1).cpu().numpy())
+                    logits_out.append(logits.float().cpu().numpy())
                     y_true.append(batch["labels"].numpy())
                     languages.append(batch["languages"])
         self.built.activate(None)
         if was_training:
             self.model.train()
+        return (
+            np.concatenate(logits_out),
+            np.concatenate(y_true),
+            np.concatenate(languages),
+            np.concatenate(losses),
+        )
+
+    def evaluate(self) -> dict[str, Any]:
+        """Macro-F1, loss and confusion matrix on every language's validation set."""
+        started = time.perf_counter()
+        logits, y_true, languages, losses = self._validation_outputs()
         self.eval_seconds += time.perf_counter() - started
         return summarize(
-            np.concatenate(y_true),
-            np.concatenate(y_pred),
-            np.concatenate(languages),
+            y_true,
+            logits.argmax(axis=1),
+            languages,
             len(self.data.labels),
-            losses=np.nan_to_num(np.concatenate(losses), nan=np.inf, posinf=1e9),
+            losses=np.nan_to_num(losses, nan=np.inf, posinf=1e9),
         )
+
+    def calibrate(self) -> dict[str, Any] | None:
+        """Per-language temperatures on the validation split, with a cross-fitted ECE report
+        (curation.calibration); written next to the adapter, used by its predict_proba."""
+        from curation.calibration import cross_fitted_report
+
+        logits, y_true, languages, _ = self._validation_outputs()
+        if len(y_true) == 0 or not np.isfinite(logits).all():
+            return None
+        shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+        probabilities = np.exp(shifted)
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        calibrator, report = cross_fitted_report(
+            probabilities,
+            y_true,
+            languages,
+            min_labels=CALIBRATION_MIN_LABELS,
+            seed=self.config.seed,
+        )
+        payload = {
+            "temperatures": {k: round(v, 4) for k, v in sorted(calibrator.temperatures_.items())},
+            "global_temperature": round(calibrator.global_temperature_, 4),
+            "min_labels": CALIBRATION_MIN_LABELS,
+            "report": report,
+        }
+        adapter = self.run_dir / "adapter"
+        if adapter.is_dir():
+            temporary = adapter / (CALIBRATION_FILE + ".tmp")
+            temporary.write_text(json.dumps(payload, indent=2) + "\n", "utf-8")
+            os.replace(temporary, adapter / CALIBRATION_FILE)
+        return payload
 
     def _evaluate_and_track(self) -> dict[str, Any]:
         summary = self.evaluate()
@@ -804,7 +849,9 @@ class Trainer:
         if best_path.is_file():
             self._load_trainable(torch.load(best_path, map_location="cpu", weights_only=True))
         self.model.eval()
+        calibration = self.calibrate()
         metrics = self.metrics()
+        metrics["calibration"] = None if calibration is None else calibration["report"]
         (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), "utf-8")
         runs.update_run(
             self.store,
@@ -842,13 +889,17 @@ class Trainer:
         """The in-memory model (best weights after `train`) as an :class:`AdapterModel`."""
         from training.predict import AdapterModel
 
-        return AdapterModel(
+        model = AdapterModel(
             self.model,
             self.built.tokenizer,
             self.built.meta(self.config),
             device=self.device,
             batch_size=self.config.data.eval_batch_size,
         )
+        calibration = self.run_dir / "adapter" / CALIBRATION_FILE
+        if calibration.is_file():  # fitted at the end of `train`; the saved model has it too
+            model.calibration = json.loads(calibration.read_text("utf-8"))
+        return model
 
 
 def _replace_dir(target: Path, write: Callable[[Path], None]) -> None:

@@ -80,6 +80,9 @@ def _print_report(record: dict[str, Any]) -> None:
         ("first eval F1", "right"),
         ("best F1", "right"),
         ("last eval F1", "right"),
+        ("T", "right"),
+        ("ECE before", "right"),
+        ("ECE after", "right"),
     ):
         table.add_column(column, justify=justify)
     for row in runs.report_rows(record):
@@ -90,6 +93,9 @@ def _print_report(record: dict[str, Any]) -> None:
             _fmt(row["first_macro_f1"]),
             _fmt(row["best_macro_f1"]),
             _fmt(row["last_macro_f1"]),
+            "-" if row["temperature"] is None else f"{row['temperature']:.2f}",
+            _fmt(row["ece_before"]),
+            _fmt(row["ece_after"]),
         )
     best = payload["best"]
     table.add_section()
