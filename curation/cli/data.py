@@ -21,6 +21,7 @@ from curation.cli.base import (
     show_progress,
     stdout,
 )
+from curation.cli.progress import working
 from curation.errors import InputError
 
 if TYPE_CHECKING:
@@ -292,7 +293,10 @@ def search(
         vector_index, _ = update_index(store, config, progress=show_progress(json_output))
         if vector_index is None:
             raise InputError("no vectors yet: run `curate embed` first")
-        query_vector = make_embedder(config.embedding).encode_queries([query])
+        with working(
+            f"search: loading {config.embedding.model}", enabled=show_progress(json_output)
+        ):
+            query_vector = make_embedder(config.embedding).encode_queries([query])
         scores, ids = vector_index.search(query_vector, k, language=language)
         found = ids[0]
         marks = ",".join("?" * len(found))

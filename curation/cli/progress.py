@@ -23,6 +23,8 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 INTERVAL_ENV = "CURATE_PROGRESS_INTERVAL"
@@ -151,3 +153,31 @@ def install(*, quiet: bool) -> None:
     if terminal and not quiet:
         return
     sys.stderr = ProgressLines(current, drop=quiet, interval=interval_seconds())
+
+
+@contextmanager
+def working(description: str, *, enabled: bool) -> Iterator[None]:
+    """Progress for a step that reports none of its own (loading a model, fitting the proxy):
+    "DESCRIPTION: 00:07", redrawn every second, and "DESCRIPTION: done in 00:09" at the end.
+    Through the filter above, a step under 2 s prints nothing off a terminal."""
+    if not enabled:
+        yield
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(desc=description, bar_format="{desc}: {elapsed}", file=sys.stderr)
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(1.0):
+            bar.refresh()
+
+    ticker = threading.Thread(target=tick, name="curate-progress", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        ticker.join()
+        bar.bar_format = "{desc}: done in {elapsed}"
+        bar.close()

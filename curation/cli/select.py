@@ -19,6 +19,7 @@ from curation.cli.base import (
     show_progress,
     stdout,
 )
+from curation.cli.progress import working
 from curation.errors import InputError
 
 
@@ -75,7 +76,11 @@ def select(
         seed=config.selection.seed,
     )
     with open_store(config) as store:
-        result = select_round(store, config, request)
+        with working(
+            "select: proxy, budget split per language, strategy",
+            enabled=show_progress(json_output),
+        ):
+            result = select_round(store, config, request)
         rows = [] if result["round_id"] is None else round_rows(store, result["round_id"])
     if output is not None:
         with open(output, "w", encoding="utf-8") as handle:

@@ -338,3 +338,23 @@ def test_a_narrow_columns_folds_cells_instead_of_cutting_them(
     cells = [line.split("│")[1].strip() for line in lines if line.startswith("│")]
     # The first column of the one row, folded over several lines, is the whole path.
     assert "".join(cells) == str(bad)
+
+
+def test_a_step_without_progress_of_its_own_shows_its_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+    import re
+
+    from curation.cli import progress
+
+    sink = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", progress.ProgressLines(sink, drop=False, interval=0.0))
+    with progress.working("search: loading a model", enabled=False):
+        pass
+    assert sink.getvalue() == ""
+    with progress.working("search: loading a model", enabled=True):
+        pass
+    lines = sink.getvalue().splitlines()
+    assert lines[0] == "search: loading a model: 00:00"
+    assert re.fullmatch(r"search: loading a model: done in \d\d:\d\d", lines[-1])
