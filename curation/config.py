@@ -186,10 +186,12 @@ class SelectionConfig(_Section):
 
 
 class LabelStudioConfig(_Section):
-    """`[labelstudio]`: the annotation server. The API key comes from $LABEL_STUDIO_API_KEY
-    (preferred: it never lands in a file) or `api_key` here; it is never printed or logged."""
+    """`[labelstudio]`: the annotation server. URL and key follow one rule, the environment
+    over this file: $LABEL_STUDIO_URL over `url`, $LABEL_STUDIO_API_KEY over `api_key` (the
+    environment is preferred for the key: it never lands in a file). The key is never printed
+    or logged; credentials inside the URL are redacted everywhere (curation.redact)."""
 
-    url: str | None = None  # else $LABEL_STUDIO_URL
+    url: str | None = None  # $LABEL_STUDIO_URL wins when set
     api_key: str | None = Field(default=None, repr=False)
     project_title: str = "curate"
     annotations_per_task: Annotated[int, Field(ge=1, le=20)] = 1

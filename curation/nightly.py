@@ -486,7 +486,7 @@ def plan_selection(
     that have vectors already). None when the store has no example at all (select would
     skip).
     """
-    from curation.pipeline import _top_up
+    from curation.pipeline import top_up
     from selection.allocation import allocate
 
     rows = store.conn.execute(
@@ -520,7 +520,7 @@ def plan_selection(
         max_per_language=config.selection.max_per_language,
         cold_start_share=config.selection.cold_start_share,
     )
-    allocation = _top_up(allocation, request, pool_sizes)
+    allocation = top_up(allocation, request, pool_sizes)
     return {language: n for language, n in sorted(allocation.per_language.items()) if n > 0}
 
 

@@ -154,6 +154,8 @@ def select_round(
 
     def fit_proxy() -> None:
         nonlocal proxy, probs, calibration
+        if proxy is not None:
+            return  # fitted already (need-allocation and stopping both ask for it)
         if config.selection.proxy == "adapter":
             proxy = AdapterProxy.latest(store)
             probs = proxy.predict_pool(store, pool.ids[candidates].tolist())
@@ -178,36 +180,47 @@ def select_round(
                 language: float(margin_uncertainty[candidate_languages == language].mean())
                 for language in pool_sizes
             }
-    stopping = None
-    if config.selection.stopping.enabled and config.selection.proxy == "logistic":
-        fit_proxy()
-        if proxy is not None and probs is not None:
-            stopping = _stopping_decisions(store, config, pool, proxy, pool_sizes, f1, request)
-    stopped = {
-        language: decision.reason
-        for language, decision in (stopping or {}).items()
-        if decision.stopped
-    }
     control_share = config.selection.control_share
     sizes = dict(pool_sizes)
     if request.pending is not None:
         for language, n in request.pending.items():
             sizes[language] = sizes.get(language, 0) + n
-    allocation = allocate(
-        request.budget,
-        sizes,
-        method=request.allocation,
-        f1=f1,
-        uncertainty=uncertainty,
-        labeled_counts={language: labeled_counts.get(language, 0) for language in sizes},
-        min_per_language=config.selection.min_per_language,
-        max_per_language=config.selection.max_per_language,
-        cold_start_share=config.selection.cold_start_share,
-        stopped=stopped,
-        redistribute_stopped=config.selection.stopping.redistribute,
-    )
-    if request.pending is not None:
-        allocation = _top_up(allocation, request, pool_sizes)
+
+    def split(stopped: dict[str, str]):  # noqa: ANN202 - an Allocation
+        allocation = allocate(
+            request.budget,
+            sizes,
+            method=request.allocation,
+            f1=f1,
+            uncertainty=uncertainty,
+            labeled_counts={language: labeled_counts.get(language, 0) for language in sizes},
+            min_per_language=config.selection.min_per_language,
+            max_per_language=config.selection.max_per_language,
+            cold_start_share=config.selection.cold_start_share,
+            stopped=stopped,
+            redistribute_stopped=config.selection.stopping.redistribute,
+        )
+        return allocation if request.pending is None else top_up(allocation, request, pool_sizes)
+
+    allocation = split({})
+    stopping = None
+    # Stopping only where something would be bought: a queue already at its targets fits no
+    # proxy and takes no snapshot.
+    if (
+        allocation.total > 0
+        and config.selection.stopping.enabled
+        and config.selection.proxy == "logistic"
+    ):
+        fit_proxy()
+        if proxy is not None and probs is not None:
+            stopping = _stopping_decisions(store, config, pool, proxy, pool_sizes, f1, request)
+            stopped = {
+                language: decision.reason
+                for language, decision in stopping.items()
+                if decision.stopped
+            }
+            if stopped:
+                allocation = split(stopped)
     if proxy is None and allocation.total > 0:
         fit_proxy()
     candidate_index = np.flatnonzero(candidates)
@@ -417,7 +430,7 @@ class AdapterProxy:
         return probs
 
 
-def _top_up(allocation, request: SelectionRequest, pool_sizes: dict[str, int]):  # noqa: ANN001
+def top_up(allocation, request: SelectionRequest, pool_sizes: dict[str, int]):  # noqa: ANN001
     """Per-language targets minus the pending queue: what this run must add."""
     from selection.allocation import Allocation
 

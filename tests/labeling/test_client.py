@@ -103,9 +103,8 @@ def test_connection_settings_precedence(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("LABEL_STUDIO_URL", "http://env:8080/")
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "env-key")
     config = config_from_dict({"labelstudio": {"url": "http://file:8080", "api_key": "file-key"}})
-    # The file's url wins (it names the project's server); the environment's key wins (it keeps
-    # keys out of files).
-    assert resolve_connection(config) == ("http://file:8080", "env-key")
+    # One rule for both: the environment over the file (tests/labeling/test_connection_precedence).
+    assert resolve_connection(config) == ("http://env:8080", "env-key")
     assert resolve_connection(config_from_dict({})) == ("http://env:8080", "env-key")
 
 
