@@ -351,6 +351,8 @@ def stage_ingest(ctx: RunContext) -> StageResult:
             else:
                 for name in ("read", "added", "duplicates", "quarantined"):
                     counts[name] += getattr(report, name)
+                if report.added:
+                    ctx.batch_files.append(str(path))
                 continue
         quarantine_inbox_file(ctx.store, path, problem, key)
         counts["unreadable_files"] += 1
@@ -393,9 +395,11 @@ def stage_evaluate(ctx: RunContext) -> StageResult:
     from curation.pool import load_pool
 
     ctx.pool = load_pool(ctx.store, ctx.config)
+    drift = _batch_drift(ctx)
     result = evaluate_proxy(ctx.store, ctx.config, ctx.pool)
     if result is None:
-        return StageResult("skipped", {}, "too few labels to evaluate")
+        return StageResult("skipped", drift, "too few labels to evaluate")
+    result = {**result, **drift}
     if result["reused_evaluation"] is not None:
         return StageResult(
             "dry-run" if ctx.dry_run else "ok",
@@ -419,6 +423,22 @@ def stage_evaluate(ctx: RunContext) -> StageResult:
                 ),
             )
     return StageResult("dry-run" if ctx.dry_run else "ok", result)
+
+
+def _batch_drift(ctx: RunContext) -> dict:
+    """Drift of tonight's batch against the labeled data and earlier batches
+    (curation.pool_drift); every alert is a run warning naming the language and signal."""
+    from curation import pool_drift
+
+    if not ctx.batch_files or ctx.pool is None:
+        return {}
+    findings = pool_drift.check_batch(
+        ctx.store, ctx.config, ctx.pool, ctx.batch_files, seed=ctx.config.selection.seed
+    )
+    for finding in findings:
+        if finding.alert:
+            ctx.warn(f"drift in tonight's batch: {finding.message}")
+    return pool_drift.summarize(findings)
 
 
 NO_EMBEDDED_EXAMPLES = "no embedded examples yet: nothing to select from"

@@ -40,6 +40,8 @@ class RunContext:
     results: dict[str, StageResult] = field(default_factory=dict)
     # The pool arrays, loaded once by evaluate and reused by select (nothing writes between).
     pool: PoolArrays | None = None
+    # The inbox files this run's ingest added (their examples are tonight's batch, for drift).
+    batch_files: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:
         # Warnings reach stdout, the report and the store: no credentials of a URL in them.

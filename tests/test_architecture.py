@@ -18,6 +18,7 @@ FRONT = (
     "curation.pipeline",
     "curation.quality",
     "curation.stop_set",
+    "curation.pool_drift",
     "curation.nightly",
     "curation.nightly_steps",
 )
