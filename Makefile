@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(DEMO) ingest samples/pool.jsonl samples/pool_bad.csv
+	$(DEMO) ingest samples/pool.jsonl samples/pool_bad.csv samples/pool_unlabeled.jsonl
 	$(DEMO) embed
 	$(DEMO) status
 

@@ -47,7 +47,7 @@ from curation.errors import (
 from curation.normalize import file_sha256
 from curation.redact import RedactFilter, redact_data, redact_url
 from curation.run_context import RunContext, StageResult
-from curation.store import Store, utc_now
+from curation.store import RUN_LOCK_NAME, Store, utc_now
 
 if TYPE_CHECKING:
     from curation.pipeline import SelectionRequest
@@ -72,7 +72,7 @@ class RunLockedError(CurateError):
 @contextmanager
 def run_lock(store_path: Path):  # noqa: ANN201 - context manager
     store_path.mkdir(parents=True, exist_ok=True)
-    path = store_path / "run.lock"
+    path = store_path / RUN_LOCK_NAME  # Store reads its "pid N since T" to name a holder
     handle = open(path, "a+")  # noqa: SIM115 - held for the whole run
     try:
         try:
@@ -399,7 +399,12 @@ def stage_evaluate(ctx: RunContext) -> StageResult:
     result = evaluate_proxy(ctx.store, ctx.config, ctx.pool)
     if result is None:
         return StageResult("skipped", drift, "too few labels to evaluate")
-    result = {**result, **drift}
+    # The same out-of-fold predictions (memoized) find suspected label errors; pull rebuilt
+    # the adjudication queue, so they join it after every pull.
+    from curation.quality import review_labels
+
+    issues = {} if ctx.dry_run else {"label_issues": review_labels(ctx.store, ctx.config, ctx.pool)}
+    result = {**result, **drift, **issues}
     if result["reused_evaluation"] is not None:
         return StageResult(
             "dry-run" if ctx.dry_run else "ok",

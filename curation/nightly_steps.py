@@ -42,19 +42,11 @@ def stage_pull(ctx: RunContext) -> StageResult:
 
 def stage_push(ctx: RunContext) -> StageResult:
     """Push unpushed rounds; with no server, write Label Studio's import file for this run."""
-    from labeling.push import UNFINISHED
+    from labeling.push import unpushed_rounds
 
     # Rounds never pushed ('selected') or cut short ('pushing', 'partially_pushed'); a round
     # already written to an import file ('exported') is not written again.
-    statuses = ("selected", *UNFINISHED)
-    waiting = [
-        row[0]
-        for row in ctx.store.conn.execute(
-            f"SELECT id FROM selection_rounds WHERE status IN ({','.join('?' * len(statuses))}) "
-            "ORDER BY id",
-            statuses,
-        )
-    ]
+    waiting = unpushed_rounds(ctx.store)
     configured = labelstudio_configured(ctx)
     if ctx.dry_run:
         # The round the dry run's select planned is pushed by the real run too.
@@ -138,6 +130,12 @@ def stage_train(ctx: RunContext) -> StageResult:
     if unfinished:
         result = Trainer.resume(ctx.store, unfinished[-1]["id"]).train()
     else:
+        from training.tune import apply_best
+
+        # The setting `curate tune` found, when there is one, over [training].
+        training_config, tuned = apply_best(ctx.store, training_config)
+        if tuned is not None:
+            counts["tuned_trial"] = tuned["trial"]
         result = Trainer(ctx.store, training_config).train()
     summary = result.summary()
     counts.update(

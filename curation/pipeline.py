@@ -128,8 +128,9 @@ def select_round(
         candidates &= np.isin(pool.languages, list(request.languages))
     if not candidates.any():
         raise NoCandidatesError(
-            "no candidates left: every embedded example is labeled or selected "
-            "(use --reselect to select again)"
+            "no candidates left: every embedded example is labeled or already selected; add "
+            "unlabeled texts (`curate ingest FILE`, then `curate embed`), or `--reselect` to "
+            "offer already-selected ones again"
         )
     rng = np.random.default_rng(request.seed)
 

@@ -162,3 +162,10 @@ def _global(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from curation.redact import RedactFilter
+
+    # Every command, not only `run`: --debug logs carry request URLs (httpx), which may hold
+    # credentials of LABEL_STUDIO_URL.
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactFilter) for f in handler.filters):
+            handler.addFilter(RedactFilter())

@@ -125,7 +125,8 @@ def status(json_output: JsonOption = False) -> None:
 
     config = project_config()
     db = config.store.path / "curate.db"
-    if not db.exists():
+    # A store path that is a file is an error (open_store says so), not an empty store.
+    if not db.exists() and not config.store.path.is_file():
         payload = {"examples": 0, "labeled": 0, "quarantined": 0, "per_language": {}}
         if json_output:
             emit_json(payload)
@@ -206,7 +207,7 @@ def quarantine(
     """Rows rejected at ingest, with file, line, field and reason."""
     config = project_config()
     rows: list[dict] = []
-    if (config.store.path / "curate.db").exists():
+    if (config.store.path / "curate.db").exists() or config.store.path.is_file():
         with open_store(config, read_only=True) as store:
             sql = "SELECT file, line, field, reason, raw FROM quarantine"
             params: list = []

@@ -1,9 +1,10 @@
 """`curate push`, `curate pull`, `curate adjudicate`: the Label Studio bridge on the command line.
 
 Registered on the main `curate` app (curation.cli imports this module). The server comes from
-`[labelstudio] url` / $LABEL_STUDIO_URL and $LABEL_STUDIO_API_KEY / `[labelstudio] api_key`;
-without one, `push --to FILE` and `pull --from FILE` work on Label Studio's import and export
-files. See labeling.push and labeling.pull for what exactly happens.
+$LABEL_STUDIO_URL / `[labelstudio] url` and $LABEL_STUDIO_API_KEY / `[labelstudio] api_key`,
+the environment over the file for both; without one, `push --to FILE` and `pull --from FILE`
+work on Label Studio's import and export files. See labeling.push and labeling.pull for what
+exactly happens.
 """
 
 from __future__ import annotations
@@ -123,6 +124,12 @@ def pull(
         else:
             client = LabelStudioClient.from_config(config)
             result = pull_annotations(store, config, client)
+        # The pull rebuilt the adjudication queue; suspected label errors (cleanlab on the
+        # proxy's out-of-fold probabilities) join it, capped per language.
+        from curation.quality import review_labels
+
+        result["label_issues"] = review_labels(store, config)
+        result["needs_adjudication"] += result["label_issues"]["flagged"]
     if json_output:
         emit_json(result)
         return
@@ -179,6 +186,29 @@ def pull(
                     _fmt(row["accuracy"], 2),
                 )
         print_table(table)
+    quality = result.get("annotator_quality") or {}
+    if quality.get("annotators"):
+        method = quality["method"]
+        table = Table(
+            title="annotators: "
+            + (
+                "estimated accuracy (Dawid-Skene)"
+                if method == "dawid_skene"
+                else "agreement with the majority label"
+            )
+        )
+        for column in ("annotator", "answers", "accuracy"):
+            table.add_column(column, justify="left" if column == "annotator" else "right")
+        for annotator, row in quality["annotators"].items():
+            table.add_row(annotator, str(row["answers"]), _fmt(row["accuracy"], 2))
+        print_table(table)
+    issues = result["label_issues"]
+    if issues["flagged"]:
+        stdout.print(
+            f"suspected label errors queued for adjudication: {issues['flagged']} ("
+            + ", ".join(f"{k} {v}" for k, v in issues["per_language"].items())
+            + f"; {issues['checked']} labels checked)"
+        )
     if result["needs_adjudication"]:
         stdout.print("see and settle them with: curate adjudicate")
 

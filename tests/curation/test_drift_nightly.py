@@ -72,6 +72,11 @@ def test_drift_alerts_name_language_and_signal(tmp_path: Path) -> None:
     _, night1 = curate(tmp_path, "run")
     evaluate = night1["stages"]["evaluate"]["counts"]
     assert evaluate["drift_alerts"] == []
+    # The same out-of-fold predictions reviewed the labels: tweets' own noisy labels yield
+    # suspects, at most 20 per language.
+    issues = evaluate["label_issues"]
+    assert issues["checked"] == evaluate["labels"]
+    assert 0 < issues["flagged"] <= 40 and set(issues["per_language"]) <= set(LANGUAGES)
     tested = {(t["signal"], t["language"]) for t in evaluate["drift_tested"]}
     assert {("language_mix", None), ("embedding", "en"), ("embedding", "es")} <= tested
     assert not [w for w in night1["warnings"] if "drift" in w]

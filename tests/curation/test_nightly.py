@@ -274,3 +274,37 @@ def test_train_stage_runs_when_enough_new_labels_arrived(project: Path, tiny_mod
     code, second, _ = curate_run(project)
     assert second["stages"]["train"]["status"] == "skipped"
     assert second["stages"]["train"]["counts"]["new_labels"] == 0
+
+
+@pytest.mark.slow
+def test_train_stage_uses_the_setting_curate_tune_stored(project: Path, tiny_model_dir: Path):
+    backbone = tiny_model_dir.parent / "backbone"
+    with open(project / "curate.toml", "a") as handle:
+        handle.write(
+            "train_after_new_labels = 50\n"
+            f'[training]\nbackbone = "{backbone}"\n'
+            "[training.data]\nbatch_size = 8\neffective_batch_size = 8\nmax_length = 16\n"
+            "[training.evaluation]\nevery = 2\n[training.budget]\nmax_steps = 2\n"
+        )
+    tuning = project / "curation-data" / "tuning"
+    tuning.mkdir(parents=True)
+    best = {
+        "objective": "mean",
+        "value": 0.5,
+        "params": {"r": 16, "lr": 0.003, "layer_decay": 0.8, "sampling_alpha": 0.4},
+        "trial": 4,
+        "run_id": "earlier",
+        "trials_complete": 5,
+    }
+    (tuning / "best.json").write_text(json.dumps(best), encoding="utf-8")
+    code, first, err = curate_run(project)
+    train = first["stages"]["train"]
+    assert train["status"] == "ok", (train, err)
+    assert train["counts"]["tuned_trial"] == 4
+    saved = json.loads(
+        (
+            project / "curation-data" / "runs" / train["counts"]["run_id"] / "training_config.json"
+        ).read_text("utf-8")
+    )
+    assert (saved["adapter"]["r"], saved["optimizer"]["lr"]) == (16, 0.003)
+    assert (saved["optimizer"]["layer_decay"], saved["data"]["sampling_alpha"]) == (0.8, 0.4)

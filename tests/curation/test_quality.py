@@ -137,3 +137,21 @@ def test_review_labels_off_and_capped(project: Path) -> None:
         capped = quality.review_labels(store, config, max_per_language=1)
     assert capped["flagged"] == 3
     assert capped["per_language"] == {"en": 1, "es": 1, "hi": 1}
+
+
+def test_pull_queues_suspected_label_errors_and_reports_them(project: Path, capsys) -> None:
+    from tests.labeling.helpers import export_task
+
+    run_json(capsys, "select", "--budget", "3")
+    run_json(capsys, "push", "--to", "tasks.json")
+    tasks = json.loads(Path("tasks.json").read_text(encoding="utf-8"))
+    export = [export_task(i, task["data"], []) for i, task in enumerate(tasks, start=1)]
+    Path("export.json").write_text(json.dumps(export), encoding="utf-8")
+    pulled = run_json(capsys, "pull", "--from", "export.json")
+    issues = pulled["label_issues"]
+    assert issues["checked"] == 180
+    assert issues["flagged"] >= 8 and issues["skipped"] == 0
+    assert pulled["needs_adjudication"] == issues["flagged"]
+    queue = run_json(capsys, "adjudicate")["rows"]
+    assert {row["example_id"] for row in queue} <= FLIPPED
+    assert all(row["reason"].startswith("suspected_label_error: given: ") for row in queue)

@@ -45,13 +45,13 @@ def test_push_creates_project_orders_tasks_and_sets_overlap(tmp_path: Path) -> N
     # Languages interleave: the first four tasks served cover four languages.
     first = [t["data"]["language"] for t in tasks if t["data"]["rank"] is not None][:4]
     assert sorted(first) == ["ar", "de", "en", "hi"]
-    # Pre-annotation only where the proxy predicted, never on gold.
+    # The proxy's label as a hint (default pre_annotation): nothing pre-selected; the hint only
+    # where the proxy predicted, never on gold.
     for task in tasks:
-        result_ = task["predictions"][0]["result"]
-        if task["data"]["rank"] is None or task["data"]["rank"] % 2:
-            assert result_ == []
-        else:
-            assert result_[0]["value"]["choices"] == ["negative"]
+        assert task["predictions"][0]["result"] == []
+        rank = task["data"]["rank"]
+        guess = "" if rank is None or rank % 2 else "model's guess: negative"
+        assert task["data"]["model_hint"] == guess
     # Arabic tasks are patched to three annotators, the rest keep the project's one.
     for task in tasks:
         assert task["overlap"] == (3 if task["data"]["language"] == "ar" else 1)
