@@ -542,8 +542,13 @@ def simulate_files(
     seeds: int,
     allocation: str | None,
     progress: bool,
+    stopping: bool = False,
 ) -> dict:
+    """`curate simulate`. With ``stopping``, the same simulation runs without and with
+    ``[selection.stopping]``'s rule, and ``results["stopping"]`` compares them per strategy:
+    final labels, labels saved, final macro-F1 change, the rounds languages stopped in."""
     from selection.simulation import simulate
+    from selection.stopping import StoppingRule
 
     pool = labeled_arrays(train, config, progress=progress)
     held_out = labeled_arrays(test, config, progress=progress)
@@ -553,26 +558,52 @@ def simulate_files(
         )
     if len(held_out["ids"]) == 0:
         raise InputError(f"{test}: no labeled rows to evaluate on")
-    results = simulate(
-        pool["vectors"],
-        pool["labels"],
-        pool["languages"],
-        held_out["vectors"],
-        held_out["labels"],
-        held_out["languages"],
-        strategies=strategies,
-        rounds=rounds,
-        batch_size=batch_size,
-        seed_size=seed_size,
-        n_seeds=seeds,
-        pool_ids=pool["ids"].tolist(),
-        allocation=allocation,
-        strategy_params={
-            name: {"max_similarity": max_similarity_for(config)} for name in strategies
-        },
-        seed=config.selection.seed,
-        progress=progress,
-    )
+    if stopping and allocation is None:
+        raise InputError("--stopping is per language: give --allocation too")
+
+    def run(rule: StoppingRule | None) -> dict:
+        return simulate(
+            pool["vectors"],
+            pool["labels"],
+            pool["languages"],
+            held_out["vectors"],
+            held_out["labels"],
+            held_out["languages"],
+            strategies=strategies,
+            rounds=rounds,
+            batch_size=batch_size,
+            seed_size=seed_size,
+            n_seeds=seeds,
+            pool_ids=pool["ids"].tolist(),
+            allocation=allocation,
+            strategy_params={
+                name: {"max_similarity": max_similarity_for(config)} for name in strategies
+            },
+            seed=config.selection.seed,
+            progress=progress,
+            stopping=rule,
+            stop_set_size=config.selection.stopping.stop_set_size,
+        )
+
+    if stopping:
+        settings = config.selection.stopping
+        rule = StoppingRule(
+            window=settings.window,
+            min_kappa=settings.min_kappa,
+            min_gain_per_100=settings.min_gain_per_100,
+            min_labels=settings.min_labels,
+        )
+        without = run(None)
+        results = run(rule)
+        results["stopping"] = {
+            "rule": repr(rule),
+            "per_strategy": {
+                name: _stopping_comparison(without["strategies"][name], values)
+                for name, values in results["strategies"].items()
+            },
+        }
+    else:
+        results = run(None)
     results["setup"] = {
         "train": str(train),
         "test": str(test),
@@ -584,6 +615,7 @@ def simulate_files(
         "seed_size": seed_size,
         "seeds": seeds,
         "allocation": allocation,
+        "stopping": stopping,
         "config_hash": hashlib.sha256(
             json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()
         ).hexdigest()[:12],
@@ -592,6 +624,24 @@ def simulate_files(
 
 
 # -- nightly helpers ----------------------------------------------------------------------------
+
+
+def _stopping_comparison(without: dict, with_stopping: dict) -> dict:
+    """Means over seeds of the final point: labels bought, saved, and macro-F1 change."""
+    pairs = list(zip(without["curves"], with_stopping["curves"], strict=True))
+    labels_without = float(np.mean([a[-1]["labels"] for a, _ in pairs]))
+    labels_with = float(np.mean([b[-1]["labels"] for _, b in pairs]))
+    return {
+        "labels_without": labels_without,
+        "labels_with": labels_with,
+        "labels_saved": labels_without - labels_with,
+        "macro_f1_without": float(np.mean([a[-1]["macro_f1"] for a, _ in pairs])),
+        "macro_f1_with": float(np.mean([b[-1]["macro_f1"] for _, b in pairs])),
+        "macro_f1_change": float(
+            np.mean([b[-1]["macro_f1"] - a[-1]["macro_f1"] for a, b in pairs])
+        ),
+        "stopped_at": with_stopping["stopped_at"],
+    }
 
 
 def pending_per_language(store: Store) -> dict[str, int]:

@@ -133,6 +133,14 @@ def simulate(
             help="Split each round per language: equal, proportional, need (default: no split).",
         ),
     ] = None,
+    stopping: Annotated[
+        bool,
+        typer.Option(
+            "--stopping",
+            help="Run again with [selection.stopping]'s per-language rule and compare: labels "
+            "saved, final macro-F1 change (needs --allocation).",
+        ),
+    ] = False,
     output: Annotated[Path, typer.Option("--output", "-o")] = Path("results.json"),
     plot: Annotated[Path | None, typer.Option("--plot", help="PNG of the curves.")] = None,
     json_output: JsonOption = False,
@@ -162,6 +170,7 @@ def simulate(
         seeds=seeds,
         allocation=allocation,
         progress=show_progress(json_output),
+        stopping=stopping,
     )
     output.write_text(json.dumps(results, indent=2))
     if plot is not None:
@@ -176,6 +185,11 @@ def simulate(
             name: values["aulc_macro_f1"] for name, values in results["strategies"].items()
         },
     }
+    if stopping:
+        summary["stopping"] = {
+            name: {k: v for k, v in row.items() if k != "stopped_at"}
+            for name, row in results["stopping"]["per_strategy"].items()
+        }
     if json_output:
         emit_json(summary)
         return
@@ -187,6 +201,20 @@ def simulate(
         finals = [curve[-1]["worst_language_f1"] for curve in values["curves"]]
         table.add_row(name, f"{values['aulc_macro_f1']:.4f}", f"{sum(finals) / len(finals):.4f}")
     print_table(table)
+    if stopping:
+        table = Table(title=f"per-language stopping: {results['stopping']['rule']}")
+        for column in ("strategy", "labels without", "labels with", "saved", "macro-F1 change"):
+            table.add_column(column, justify="left" if column == "strategy" else "right")
+        for name, row in results["stopping"]["per_strategy"].items():
+            share = 100 * row["labels_saved"] / row["labels_without"]
+            table.add_row(
+                name,
+                f"{row['labels_without']:.0f}",
+                f"{row['labels_with']:.0f}",
+                f"{row['labels_saved']:.0f} ({share:.0f}%)",
+                f"{row['macro_f1_change']:+.4f}",
+            )
+        print_table(table)
     stdout.print(
         f"full pool macro-F1 {results['full_pool']['macro_f1']:.4f}; "
         f"results in {output}" + (f", curves in {plot}" if plot else "")
