@@ -244,7 +244,21 @@ def run_summary(record: Mapping[str, Any]) -> dict[str, Any]:
         "per_language": per_language,
         "confusion_matrices": confusion if isinstance(confusion, dict) else {},
         "evaluations": evaluations,
+        # Per language: temperature, ECE before/after (training.trainer.Trainer.calibrate).
+        "calibration": metrics.get("calibration") or {},
     }
+
+
+def calibration_frame(report: Mapping[str, Any]) -> pd.DataFrame:
+    """A calibration report (language -> labels, temperature, source, ECE before/after) as a
+    table, languages sorted, the "all" row last."""
+    columns = ["language", "labels", "temperature", "source", "ece_before", "ece_after"]
+    rows = [
+        {"language": language, **{k: row.get(k) for k in columns[1:]}}
+        for language, row in sorted(report.items(), key=lambda item: (item[0] == "all", item[0]))
+        if isinstance(row, Mapping)
+    ]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def runs_table(summaries: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

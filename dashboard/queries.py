@@ -1132,6 +1132,37 @@ def stored_gold_accuracy(store: Store) -> dict[str, Any] | None:
     return {"computed_at": latest, "table": table}
 
 
+def proxy_calibration(store: Store) -> dict[str, Any] | None:
+    """The latest per-language calibration of the selection proxy (``proxy_calibrations``)."""
+    if not has_columns(store, "proxy_calibrations", ("fingerprint", "created_at", "payload")):
+        return None
+    row = store.conn.execute(
+        "SELECT created_at, payload FROM proxy_calibrations ORDER BY created_at DESC, rowid DESC "
+        "LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    return {"created_at": row[0], "report": json.loads(row[1])["report"]}
+
+
+def stored_annotator_quality(store: Store) -> dict[str, Any] | None:
+    """Per-annotator quality from the latest pull (``annotator_quality``): Dawid-Skene's
+    estimated accuracy, or agreement with the majority label; None before the first pull."""
+    need = ("computed_at", "annotator", "method", "answers", "accuracy")
+    if not has_columns(store, "annotator_quality", need):
+        return None
+    latest = store.conn.execute("SELECT MAX(computed_at) FROM annotator_quality").fetchone()[0]
+    if latest is None:
+        return None
+    table = frame(
+        store,
+        "SELECT annotator, method, answers, accuracy FROM annotator_quality "
+        "WHERE computed_at = ? ORDER BY annotator",
+        (latest,),
+    )
+    return {"computed_at": latest, "table": table}
+
+
 def stored_adjudication_queue(store: Store) -> pd.DataFrame | None:
     """The queue the last pull rebuilt (``adjudication_queue``); None when the store has none."""
     if not has_columns(store, "adjudication_queue", ("example_id", "reason", "votes")):

@@ -128,9 +128,26 @@ if ctx.ready:
             )
 
     with dui.section(
-        "Annotators", sources=["annotations", "tasks.is_gold", "labels", "annotator_gold"]
+        "Annotators",
+        sources=["annotations", "tasks.is_gold", "labels", "annotator_gold", "annotator_quality"],
     ):
         stats = analysis.annotator_stats(annotations, ctx.load("cancelled_by_annotator"))
+        quality = ctx.load("stored_annotator_quality")
+        if quality is not None and not stats.empty:
+            rows = ctx.keep(quality["table"]).set_index("annotator")
+            stats["estimated_accuracy"] = stats["annotator"].map(rows["accuracy"])
+            method = rows["method"].iloc[0] if len(rows) else "majority"
+            st.caption(
+                "Estimated accuracy: "
+                + (
+                    "Dawid-Skene's, each annotator's confusion matrix fitted over every task "
+                    '([labelstudio] aggregation = "dawid_skene")'
+                    if method == "dawid_skene"
+                    else "agreement with the majority label ([labelstudio] aggregation = "
+                    '"majority"; "dawid_skene" estimates it from every task)'
+                )
+                + f", as of the last `curate pull` ({quality['computed_at']})."
+            )
         stored_gold = ctx.load("stored_gold_accuracy")
         if stored_gold is not None and not stats.empty:
             gold_rows = ctx.keep(stored_gold["table"])
@@ -164,6 +181,9 @@ if ctx.ready:
                     "majority_agreement": st.column_config.NumberColumn(
                         "agrees with majority", format="percent"
                     ),
+                    "estimated_accuracy": st.column_config.NumberColumn(
+                        "estimated accuracy", format="percent"
+                    ),
                 },
             )
 
@@ -174,9 +194,18 @@ if ctx.ready:
             queue = ctx.keep(queue)
             st.caption(
                 "Rebuilt by every `curate pull` (`adjudication_queue`): ties, low agreement, "
-                "all-skipped examples, crowd majorities against an imported label. Settle one "
-                "with `curate adjudicate`."
+                "all-skipped examples, crowd majorities against an imported label, and "
+                "suspected label errors (cleanlab on the proxy's out-of-fold probabilities, at "
+                "most [labelstudio] label_issues_per_language per language). Settle one with "
+                "`curate adjudicate`."
             )
+            suspects = queue[queue["reason"].str.startswith("suspected_label_error")]
+            if not suspects.empty:
+                per_language = suspects["language"].value_counts().sort_index()
+                st.markdown(
+                    f"**{len(suspects)}** suspected label errors: "
+                    + ", ".join(f"{code} **{n}**" for code, n in per_language.items())
+                )
             config = {
                 "agreement": st.column_config.NumberColumn(format="percent"),
                 "text": st.column_config.TextColumn(width="large"),

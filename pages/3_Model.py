@@ -172,6 +172,45 @@ if ctx.ready:
                 )["count"].sum()
                 _confusion(merged, "model_confusion_chart")
 
+    with dui.section(
+        "Calibration per language", sources=["training_runs.metrics", "proxy_calibrations"]
+    ):
+        calibrated = [s for s in summaries if s["calibration"]]
+        proxy_calibration = ctx.load("proxy_calibration")
+        if calibrated:
+            table = analysis.calibration_frame(calibrated[-1]["calibration"])
+            st.caption(
+                f"Training run {calibrated[-1]['run_id']}: a temperature per language fitted "
+                "on its validation split (the global one below "
+                "30 labels). ECE after is cross-fitted: each half of the split is scaled by "
+                "the temperature fitted on the other half."
+            )
+        elif proxy_calibration is not None:
+            table = analysis.calibration_frame(proxy_calibration["report"])
+            st.caption(
+                "The selection proxy (no training run calibrated yet): temperatures fitted on "
+                f"its out-of-fold predictions ({proxy_calibration['created_at']}); ECE after "
+                "is cross-fitted."
+            )
+        else:
+            table = None
+        table = (
+            None
+            if table is None
+            else table[table["language"].map(lambda code: code == "all" or ctx.allows(code))]
+        )
+        if table is None or table.empty:
+            dui.empty("No calibration yet: `curate select` or `curate train` computes one.")
+        else:
+            dui.table(
+                table,
+                column_config={
+                    "temperature": st.column_config.NumberColumn(format="%.2f"),
+                    "ece_before": st.column_config.NumberColumn("ECE before", format="%.4f"),
+                    "ece_after": st.column_config.NumberColumn("ECE after", format="%.4f"),
+                },
+            )
+
     with dui.section("Training runs: size, memory, time", sources=["training_runs"]):
         runs = analysis.runs_table(summaries)
         if runs.empty:

@@ -305,3 +305,23 @@ def test_quarantined_rows_count_under_their_valid_language_tag(tmp_path: Path) -
             "(unknown)",
             "(unknown)",
         ]
+
+
+def test_calibration_frame_sorts_languages_and_puts_all_last() -> None:
+    from dashboard.analysis import calibration_frame
+
+    row = {"labels": 40, "temperature": 1.5, "source": "language", "ece_before": 0.2}
+    frame = calibration_frame(
+        {"fr": {**row, "ece_after": 0.05}, "all": {**row, "ece_after": 0.04}, "de": row}
+    )
+    assert list(frame["language"]) == ["de", "fr", "all"]
+    assert list(frame.columns) == [
+        "language",
+        "labels",
+        "temperature",
+        "source",
+        "ece_before",
+        "ece_after",
+    ]
+    assert frame["ece_after"].tolist()[1:] == [0.05, 0.04]
+    assert frame["ece_after"].isna().tolist()[0]

@@ -281,8 +281,20 @@ def test_model_curves_gap_confusion_costs_savings(project: dict) -> None:
     assert shown["Best label saving vs random (macro-F1)"] == "33.3%"
     # runs curve, (evaluations curve,) proxy curve, confusion, cost, simulation
     assert charts(at) == 5 + project["evaluations"]
-    runs = at.dataframe[0].value
+    frames = [frame.value for frame in at.dataframe]
+    (runs,) = [f for f in frames if "trainable_params" in f.columns]
     assert list(runs["trainable_params"]) == [73_731, 147_462]
+    # Calibration: the fixture's training runs have none, so the proxy's latest is shown.
+    (calibration,) = [f for f in frames if "ece_after" in f.columns]
+    with Store(project["store"], read_only=True) as store:
+        stored = queries.proxy_calibration(store)
+    assert stored is not None
+    assert list(calibration["language"]) == [*sorted(set(stored["report"]) - {"all"}), "all"]
+    for row in calibration.itertuples():
+        assert (row.ece_before, row.ece_after) == (
+            stored["report"][row.language]["ece_before"],
+            stored["report"][row.language]["ece_after"],
+        )
     # Strategy picks vs random control picks, on labels bought since (round_items + labels).
     control = at.dataframe[-1].value
     bought = sql(
@@ -380,6 +392,58 @@ def test_tasks_written_to_an_import_file_are_counted_apart(
     assert status["written to file"] == 48
     assert sum(status.values()) == 322
     assert status["in Label Studio"] == built["in_label_studio"]
+
+
+def test_labeling_shows_estimated_annotator_accuracy_and_suspected_label_errors(
+    built: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a pull with Dawid-Skene and the label review stored (issue 15)."""
+    if not built["labelstudio"]["stored"]:
+        pytest.skip("this store has no pull tables")
+    project = tmp_path / "project"
+    shutil.copytree(built["config"].parent, project)
+    store_path = project / Path(built["store"]).relative_to(built["config"].parent)
+    with Store(store_path) as store, store.transaction() as conn:
+        for annotator, accuracy in (("ana", 0.91), ("ben", 0.62)):
+            conn.execute(
+                "INSERT INTO annotator_quality (computed_at, annotator, method, answers, "
+                "accuracy) VALUES ('2026-11-29T10:00:00+00:00', ?, 'dawid_skene', 10, ?)",
+                (annotator, accuracy),
+            )
+        suspects = [
+            row[0]
+            for row in conn.execute(
+                "SELECT l.example_id FROM labels l JOIN examples e ON e.id = l.example_id "
+                "WHERE e.language IN ('de', 'fr') AND l.example_id NOT IN "
+                "(SELECT example_id FROM adjudication_queue) ORDER BY l.example_id LIMIT 3"
+            )
+        ]
+        for example_id in suspects:
+            conn.execute(
+                "INSERT INTO adjudication_queue (example_id, reason, votes, agreement, "
+                "updated_at) VALUES (?, 'suspected_label_error: given: negative, model: "
+                "positive 0.90, self-confidence 0.05', '{}', NULL, '2026-11-29')",
+                (example_id,),
+            )
+        languages = [
+            row[0]
+            for row in conn.execute(
+                f"SELECT language FROM examples WHERE id IN ({','.join('?' * len(suspects))})",
+                suspects,
+            )
+        ]
+    monkeypatch.setenv("CURATE_CONFIG", str(project / "curate.toml"))
+    monkeypatch.delenv("CURATE_STORE", raising=False)
+    at = run(PAGES[1])
+    annotators = at.dataframe[2].value.set_index("annotator")
+    assert annotators.loc["ana", "estimated_accuracy"] == 0.91
+    assert annotators.loc["ben", "estimated_accuracy"] == 0.62
+    assert any("Dawid-Skene" in c.value for c in at.caption)
+    counted = {code: languages.count(code) for code in sorted(set(languages))}
+    expected = f"**{len(suspects)}** suspected label errors: " + ", ".join(
+        f"{code} **{n}**" for code, n in counted.items()
+    )
+    assert expected in [m.value for m in at.markdown]
 
 
 def test_the_import_file_project_is_the_one_push_writes() -> None:
