@@ -1,30 +1,17 @@
-"""curate dashboard: `streamlit run app.py` (add `-- --store PATH` to pick a store).
+"""curate dashboard from a checkout: `streamlit run app.py` (add `-- --store PATH` to pick a
+store); `curate dashboard` does the same from an installed package.
 
-This file is the server; the pages are `overview.py` and `pages/*.py`. It defines an `st.App`,
-which `streamlit run` serves (ASGI mode), so that the start-up hook can load the dashboard's
-imports and read the Overview's queries before the first visit: on a freshly started server
-that visit would otherwise wait ~2 s longer than every later one (dashboard/warmup.py,
-BENCHMARKS.md). `streamlit run overview.py` also works, without the warm-up.
+The server, pages and helpers live in the package (dashboard/web/: app.py, overview.py,
+pages/). This file is the same st.App, kept so the command every checkout has known keeps
+working (with this folder's .streamlit/config.toml); `streamlit run` finds an app by the
+`app = st.App(...)` line in the file it is given, so the line is repeated here.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import streamlit as st
 
+from dashboard.warmup import warm_up_then_serve
+from dashboard.web import WEB
 
-@asynccontextmanager
-async def _warm_up_then_serve(_app: st.App) -> AsyncIterator[None]:
-    try:
-        from dashboard.warmup import warm_up
-
-        warm_up()
-    except Exception:  # a slow first visit beats a dashboard that does not start
-        logging.getLogger("curate.dashboard").exception("dashboard warm-up failed")
-    yield
-
-
-app = st.App("overview.py", lifespan=_warm_up_then_serve)
+app = st.App(str(WEB / "overview.py"), lifespan=warm_up_then_serve)

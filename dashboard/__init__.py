@@ -1,4 +1,5 @@
-"""The read-only dashboard's helpers (`streamlit run app.py`; pages: overview.py, pages/).
+"""The read-only dashboard (`curate dashboard`, or `streamlit run app.py` in a checkout); its
+Streamlit scripts are in dashboard/web/ (app.py, overview.py, pages/).
 
 * :mod:`dashboard.source`   which store to show, and a fingerprint of its files for caching;
 * :mod:`dashboard.queries`  every store read, schema-defensive, returning plain data;

@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 log = logging.getLogger("curate.dashboard")
 
@@ -71,3 +73,13 @@ def warm_up() -> dict[str, float | None]:
     seconds["store"] = warm_overview()
     log.info("dashboard warm-up: %s", seconds)
     return seconds
+
+
+@asynccontextmanager
+async def warm_up_then_serve(_app: object) -> AsyncIterator[None]:
+    """The st.App lifespan hook (app.py): warm up before the server accepts connections."""
+    try:
+        warm_up()
+    except Exception:  # a slow first visit beats a dashboard that does not start
+        log.exception("dashboard warm-up failed")
+    yield

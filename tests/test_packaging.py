@@ -14,8 +14,8 @@ from importlib.metadata import packages_distributions, version
 
 from tests.conftest import REPO
 
-SHIPPED = ("curation", "selection", "labeling", "training", "dashboard", "pages")
-ENTRY_SCRIPTS = ("app.py", "overview.py")
+SHIPPED = ("curation", "selection", "labeling", "training", "dashboard")
+ENTRY_SCRIPTS = ("app.py",)
 # Declared but used without an import statement, each for a stated reason.
 USED_WITHOUT_IMPORT = {
     # the CPU/GPU math under sentence-transformers and peft; pinned first by the Makefile

@@ -11,6 +11,7 @@ Layout (imports go one way, down this list):
     curation.cli.labeling   push, pull, adjudicate
     curation.cli.training   train and its reports
     curation.cli.run        the nightly job
+    curation.cli.serve      dashboard (the Streamlit server)
     curation.cli.base       the Typer app, global options, shared helpers (imports no command)
 """
 
@@ -24,7 +25,7 @@ from typing import NoReturn
 import typer
 
 # Importing a command module registers its commands on `app`.
-from curation.cli import data, labeling, run, select, training  # noqa: F401
+from curation.cli import data, labeling, run, select, serve, training  # noqa: F401
 from curation.cli.base import STATE, app
 from curation.errors import CurateError
 from curation.redact import redact_url

@@ -358,3 +358,24 @@ def test_a_step_without_progress_of_its_own_shows_its_time(
     lines = sink.getvalue().splitlines()
     assert lines[0] == "search: loading a model: 00:00"
     assert re.fullmatch(r"search: loading a model: done in \d\d:\d\d", lines[-1])
+
+
+def test_dashboard_flags_are_the_checkouts_streamlit_config() -> None:
+    import tomllib
+
+    from curation.cli.serve import STREAMLIT_FLAGS, dashboard_command
+    from tests.conftest import REPO
+
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text("utf-8"))
+    flat = {
+        f"{section}.{key}": str(value).lower() if isinstance(value, bool) else str(value)
+        for section, values in config.items()
+        for key, value in values.items()
+    }
+    assert flat == {**STREAMLIT_FLAGS, "server.address": "127.0.0.1"}
+    command = dashboard_command(store=Path("/data/store"), host="0.0.0.0", port=9000, config=None)
+    assert command[1:4] == ["-m", "streamlit", "run"]
+    assert command[4].endswith("dashboard/web/app.py")
+    assert command[-3:] == ["--", "--store", "/data/store"]
+    assert command[command.index("--server.address") + 1] == "0.0.0.0"
+    assert command[command.index("--server.port") + 1] == "9000"

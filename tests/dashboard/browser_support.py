@@ -82,9 +82,25 @@ def dashboard_server(
     ]
     if script_args:
         command += ["--", *script_args]
+    with serve(command, port, env=env, log_path=log_path, timeout=timeout, started=started) as url:
+        yield url
+
+
+@contextmanager
+def serve(
+    command: Sequence[str],
+    port: int,
+    *,
+    env: dict[str, str],
+    cwd: Path = REPO,
+    log_path: Path | None = None,
+    timeout: float = 90.0,
+    started: dict[str, float] | None = None,
+) -> Iterator[str]:
+    """Run a dashboard server command; yield its URL once `/_stcore/health` answers."""
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
-        command, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+        list(command), cwd=cwd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
     launched = time.perf_counter()

@@ -19,7 +19,9 @@ from tests.dashboard.browser_support import (
     REPO,
     chromium,
     dashboard_server,
+    free_port,
     screenshot,
+    serve,
     wait_rendered,
 )
 from tests.dashboard.fixture_store import build_store
@@ -134,3 +136,36 @@ def test_store_argument_reaches_every_page(expected: dict) -> None:
         wait_rendered(page, charts=2)
         assert "Chosen by: --store" in sidebar.inner_text()
         assert page.locator("[data-testid='stException']").count() == 0
+
+
+def test_curate_dashboard_serves_the_packaged_app_from_any_folder(
+    expected: dict, tmp_path: Path
+) -> None:
+    """`curate dashboard` runs the package's app (dashboard/web/app.py) with the settings as
+    flags: from a folder with no .streamlit/ and no app.py, every page renders the store."""
+    import sys
+
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "curation.cli",
+        "--config",
+        str(expected["config"]),
+        "dashboard",
+        "--port",
+        str(port),
+    ]
+    with serve(command, port, env={}, cwd=tmp_path) as url, chromium() as page:
+        page.goto(url + "/")
+        wait_rendered(page, charts=2)
+        sidebar = page.locator("[data-testid='stSidebar']")
+        assert "Chosen by: --store" in sidebar.inner_text()
+        labels = page.locator("[data-testid='stMetricLabel']").all_inner_texts()
+        values = page.locator("[data-testid='stMetricValue']").all_inner_texts()
+        assert values[labels.index("Pool size")] == "322"
+        for path, title, _ in PAGES[1:]:
+            page.goto(url + path)
+            page.locator("h1", has_text=title).wait_for()
+            assert page.locator("[data-testid='stException']").count() == 0, title
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written where it ran

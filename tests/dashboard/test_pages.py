@@ -21,7 +21,7 @@ from dashboard import queries
 from tests.dashboard.fixture_store import XSS_TEXT, build_store
 
 REPO = Path(__file__).resolve().parents[2]
-APP = str(REPO / "overview.py")
+APP = str(REPO / "dashboard" / "web" / "overview.py")
 PAGES = ["pages/1_Selection.py", "pages/2_Labeling.py", "pages/3_Model.py", "pages/4_Quality.py"]
 TIMEOUT = 120  # a loaded 2-core CI machine; the app itself takes ~2 s cold
 
@@ -344,10 +344,8 @@ def test_store_text_is_never_rendered_as_markup(project: dict) -> None:
         for element in [*at.markdown, *at.caption, *at.title, *at.subheader, *at.info]:
             assert "<script>" not in element.value
     sources = [
-        REPO / "overview.py",
         REPO / "app.py",
-        *sorted((REPO / "pages").glob("*.py")),
-        *sorted((REPO / "dashboard").glob("*.py")),
+        *sorted((REPO / "dashboard").rglob("*.py")),
     ]
     for path in sources:
         text = path.read_text(encoding="utf-8")

@@ -19,6 +19,7 @@ from curation.store import Store, utc_now
 from dashboard import queries
 from dashboard.source import fingerprint
 from dashboard.warmup import MODULES, OVERVIEW_QUERIES, warm_overview
+from dashboard.web import WEB
 from tests.dashboard.browser_support import dashboard_server
 from tests.dashboard.fixture_store import build_store
 
@@ -26,23 +27,26 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_streamlit_run_finds_the_app_and_its_page() -> None:
-    found = discover_asgi_app(REPO / "app.py")
-    assert found.is_asgi_app
-    assert found.app_name == "app"
-    assert found.import_string == "app:app"
-    # overview.py is a plain page script: `streamlit run overview.py` keeps working.
-    assert not discover_asgi_app(REPO / "overview.py").is_asgi_app
+    # The checkout's app.py and the package's (what `curate dashboard` runs) are both st.Apps
+    # of the package's overview.py.
+    for script in (REPO / "app.py", WEB / "app.py"):
+        found = discover_asgi_app(script)
+        assert found.is_asgi_app
+        assert found.app_name == "app"
+        assert found.import_string == "app:app"
+    # overview.py is a plain page script: `streamlit run .../overview.py` keeps working.
+    assert not discover_asgi_app(WEB / "overview.py").is_asgi_app
 
 
 def test_sidebar_links_point_at_page_scripts() -> None:
     from dashboard.ui import PAGES
 
     assert PAGES[0][:2] == ("overview.py", "Overview")
-    assert [path for path, _, _ in PAGES if not (REPO / path).is_file()] == []
+    assert [path for path, _, _ in PAGES if not (WEB / path).is_file()] == []
 
 
 def test_warm_up_reads_exactly_what_the_overview_loads() -> None:
-    tree = ast.parse((REPO / "overview.py").read_text(encoding="utf-8"))
+    tree = ast.parse((WEB / "overview.py").read_text(encoding="utf-8"))
     loads = [
         node.args[0].value
         for node in ast.walk(tree)
@@ -64,7 +68,7 @@ import app
 watched = ("pandas", "altair", "dashboard.ui")
 before = [m for m in watched if m in sys.modules]
 async def serve():
-    async with app._warm_up_then_serve(app.app):
+    async with app.warm_up_then_serve(app.app):
         return [m for m in watched if m in sys.modules]
 after = asyncio.run(serve())
 from dashboard.warmup import warm_up
