@@ -12,6 +12,8 @@ import sys
 import tomllib
 from importlib.metadata import packages_distributions, version
 
+import pytest
+
 from tests.conftest import REPO
 
 SHIPPED = ("curation", "selection", "labeling", "training", "dashboard")
@@ -105,3 +107,31 @@ def test_streamlit_floor_has_st_app() -> None:
     import streamlit as st
 
     assert hasattr(st, "App"), version("streamlit")
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_dashboard_scripts(tmp_path) -> None:
+    """`curate dashboard` runs dashboard/web/ from the installed package: the wheel has it."""
+    import subprocess
+    import zipfile
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
+        + [str(REPO), "-w", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    web = {name for name in names if name.startswith("dashboard/web/")}
+    assert web == {
+        "dashboard/web/__init__.py",
+        "dashboard/web/app.py",
+        "dashboard/web/overview.py",
+        *(f"dashboard/web/pages/{page}.py" for page in ("1_Selection", "2_Labeling", "3_Model")),
+        "dashboard/web/pages/4_Quality.py",
+    }
+    assert "curation/cli/serve.py" in names
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "curate = curation.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
