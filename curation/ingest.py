@@ -738,7 +738,6 @@ class Ingestor:
     ) -> None:
         from tqdm import tqdm
 
-        conn = self.store.conn
         configured = self._label_names()
         if configured is not None:
             self._sync_configured_labels(configured)
@@ -755,108 +754,126 @@ class Ingestor:
             mininterval=0.5,
         )
         now = utc_now()
-        for chunk in _chunks(rows, self.config.ingest.chunk_rows):
-            report.read += len(chunk)
-            bar.update(len(chunk))
-            valid: list[_ValidRow] = []
-            for row in chunk:
-                if row.problem is not None:
-                    report.malformed += 1
-                checked = validator.check(row)
-                if isinstance(checked, tuple):
-                    self._quarantine(path, row, checked, source, now, report)
-                else:
-                    valid.append(checked)
-            if not valid:
+        # Closed however the file ends (a bad file raises mid-way): an open bar is closed by
+        # the garbage collector at a random later write, as stray lines on stderr.
+        try:
+            for chunk in _chunks(rows, self.config.ingest.chunk_rows):
+                report.read += len(chunk)
+                bar.update(len(chunk))
+                self._ingest_chunk(path, chunk, validator, known_labels, source, now, report)
+        finally:
+            bar.close()
+
+    def _ingest_chunk(
+        self,
+        path: Path,
+        chunk: list[RawRow],
+        validator: _Validator,
+        known_labels: list[str],
+        source: str,
+        now: str,
+        report: FileReport,
+    ) -> None:
+        """Validate, deduplicate and store one chunk of a file's rows (one transaction's part)."""
+        conn = self.store.conn
+        valid: list[_ValidRow] = []
+        for row in chunk:
+            if row.problem is not None:
+                report.malformed += 1
+            checked = validator.check(row)
+            if isinstance(checked, tuple):
+                self._quarantine(path, row, checked, source, now, report)
+            else:
+                valid.append(checked)
+        if not valid:
+            return
+        self._detect_languages(valid)
+        by_hash = _existing(
+            conn,
+            "SELECT text_hash, id FROM examples WHERE text_hash IN ({marks})",
+            [row.text_hash for row in valid],
+        )
+        given = [row.given_id for row in valid if row.given_id is not None]
+        hashed = [hash_example_id(row.text) for row in valid if row.given_id is None]
+        by_id = _existing(
+            conn, "SELECT id, text_hash FROM examples WHERE id IN ({marks})", given + hashed
+        )
+        new_examples, new_labels, dups = [], [], []
+        for row in valid:
+            if row.text_hash in by_hash:
+                dups.append((by_hash[row.text_hash], row))
                 continue
-            self._detect_languages(valid)
-            by_hash = _existing(
-                conn,
-                "SELECT text_hash, id FROM examples WHERE text_hash IN ({marks})",
-                [row.text_hash for row in valid],
-            )
-            given = [row.given_id for row in valid if row.given_id is not None]
-            hashed = [hash_example_id(row.text) for row in valid if row.given_id is None]
-            by_id = _existing(
-                conn, "SELECT id, text_hash FROM examples WHERE id IN ({marks})", given + hashed
-            )
-            new_examples, new_labels, dups = [], [], []
-            for row in valid:
-                if row.text_hash in by_hash:
-                    dups.append((by_hash[row.text_hash], row))
-                    continue
-                example_id = row.given_id or hash_example_id(row.text)
-                if example_id in by_id:
-                    reason = f"id '{example_id}' already used by a different text"
-                    self._quarantine(
-                        path,
-                        RawRow(row.line, None, None, row.raw_text),
-                        ("id", reason),
-                        source,
-                        now,
-                        report,
-                    )
-                    continue
-                by_hash[row.text_hash] = example_id
-                by_id[example_id] = row.text_hash
-                language, lang_source, confidence, guess = self._language_of(row)
-                if language == UNDETERMINED:
-                    report.undetermined_language += 1
-                new_examples.append(
-                    (
-                        example_id,
-                        row.text,
-                        row.raw_text,
-                        row.text_hash,
-                        language,
-                        lang_source,
-                        confidence,
-                        guess,
-                        source,
-                        str(path),
-                        row.line,
-                        json.dumps(row.metadata, ensure_ascii=False, default=str)
-                        if row.metadata
-                        else None,
-                        now,
-                    )
+            example_id = row.given_id or hash_example_id(row.text)
+            if example_id in by_id:
+                reason = f"id '{example_id}' already used by a different text"
+                self._quarantine(
+                    path,
+                    RawRow(row.line, None, None, row.raw_text),
+                    ("id", reason),
+                    source,
+                    now,
+                    report,
                 )
-                report.per_language[language] += 1
-                if row.label is not None:
-                    new_labels.append((example_id, row.label))
-            conn.executemany(
-                "INSERT INTO examples (id, text, raw_text, text_hash, language, language_source, "
-                "language_confidence, detected_guess, source, file, line, metadata, created_at) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                new_examples,
+                continue
+            by_hash[row.text_hash] = example_id
+            by_id[example_id] = row.text_hash
+            language, lang_source, confidence, guess = self._language_of(row)
+            if language == UNDETERMINED:
+                report.undetermined_language += 1
+            new_examples.append(
+                (
+                    example_id,
+                    row.text,
+                    row.raw_text,
+                    row.text_hash,
+                    language,
+                    lang_source,
+                    confidence,
+                    guess,
+                    source,
+                    str(path),
+                    row.line,
+                    json.dumps(row.metadata, ensure_ascii=False, default=str)
+                    if row.metadata
+                    else None,
+                    now,
+                )
             )
-            report.added += len(new_examples)
-            for canonical, row in dups:
+            report.per_language[language] += 1
+            if row.label is not None:
+                new_labels.append((example_id, row.label))
+        conn.executemany(
+            "INSERT INTO examples (id, text, raw_text, text_hash, language, language_source, "
+            "language_confidence, detected_guess, source, file, line, metadata, created_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            new_examples,
+        )
+        report.added += len(new_examples)
+        for canonical, row in dups:
+            conn.execute(
+                "INSERT OR IGNORE INTO duplicates (example_id, given_id, label, source, file, "
+                "line, created_at) VALUES (?,?,?,?,?,?,?)",
+                (canonical, row.given_id, row.label, source, str(path), row.line, now),
+            )
+            if row.label is not None:
+                # The same text labeled again: the label applies to the first occurrence when
+                # it has none yet; a conflicting label stays on the duplicate row.
+                new_labels.append((canonical, row.label))
+        report.duplicates += len(dups)
+        for label in dict.fromkeys(label for _, label in new_labels):
+            if label not in known_labels:
+                known_labels.append(label)
                 conn.execute(
-                    "INSERT OR IGNORE INTO duplicates (example_id, given_id, label, source, file, "
-                    "line, created_at) VALUES (?,?,?,?,?,?,?)",
-                    (canonical, row.given_id, row.label, source, str(path), row.line, now),
+                    "INSERT INTO label_set (name, position) VALUES (?, ?)",
+                    (label, len(known_labels) - 1),
                 )
-                if row.label is not None:
-                    # The same text labeled again: the label applies to the first occurrence when
-                    # it has none yet; a conflicting label stays on the duplicate row.
-                    new_labels.append((canonical, row.label))
-            report.duplicates += len(dups)
-            for label in dict.fromkeys(label for _, label in new_labels):
-                if label not in known_labels:
-                    known_labels.append(label)
-                    conn.execute(
-                        "INSERT INTO label_set (name, position) VALUES (?, ?)",
-                        (label, len(known_labels) - 1),
-                    )
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO labels (example_id, label, source, updated_at) "
-                "VALUES (?, ?, 'import', ?)",
-                [(example_id, label, now) for example_id, label in new_labels],
-            )
-            report.labels_imported += conn.total_changes - before
-        bar.close()
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO labels (example_id, label, source, updated_at) "
+            "VALUES (?, ?, 'import', ?)",
+            [(example_id, label, now) for example_id, label in new_labels],
+        )
+        report.labels_imported += conn.total_changes - before
 
     def _sync_configured_labels(self, names: list[str]) -> None:
         stored = self.store.label_names()

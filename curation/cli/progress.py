@@ -67,6 +67,7 @@ class ProgressLines:
         self.interval = interval
         self.first_line_after = min(FIRST_LINE_AFTER, interval)
         self._lock = threading.RLock()
+        self._newlines = ""  # newline-only writes held back (see write)
         self._reset()
 
     def __repr__(self) -> str:
@@ -105,6 +106,7 @@ class ProgressLines:
         with self._lock:
             now = time.monotonic()
             if text.startswith("\r"):
+                self._newlines = ""  # they moved down to this bar's line
                 state = _CURSOR_MOVES.sub("", text.rsplit("\r", 1)[-1]).rstrip()
                 if not state:  # a cleared line: tqdm closing a leave=False bar
                     if self._started is not None:
@@ -126,9 +128,28 @@ class ProgressLines:
             if text == "\n" and self._started is not None:
                 self._finish_bar(now)  # tqdm closing a bar that stays (leave=True)
                 return len(text)
+            if _CURSOR_MOVES.search(text):
+                # tqdm positioning a nested bar (cursor up): meaningless in a file, and the
+                # newlines it wrote just before were the same move down.
+                self._newlines = ""
+                rest = _CURSOR_MOVES.sub("", text)
+                return self.stream.write(rest) if rest.strip() else len(text)
+            if text and not text.strip("\n"):
+                # Only newlines: tqdm moving down to a nested bar's line, or the end of a
+                # print(). Held until the next write tells which (see above).
+                self._newlines += text
+                return len(text)
+            self._release_newlines()
             return self.stream.write(text)
 
+    def _release_newlines(self) -> None:
+        if self._newlines:
+            self.stream.write(self._newlines)
+            self._newlines = ""
+
     def flush(self) -> None:
+        with self._lock:
+            self._release_newlines()
         self.stream.flush()
 
 
