@@ -249,20 +249,30 @@ def test_orphan_sweep_never_deletes_the_shard_of_a_writer_mid_transaction(
 
 # -- 3. store paths that cannot be a store ------------------------------------------------------
 
-needs_non_root = pytest.mark.skipif(
-    os.geteuid() == 0, reason="root writes through file permissions; run as a normal user"
-)
+_MOUNTED: list[Path] = []
 
 
 def _make_read_only(folder: Path) -> None:
-    """`chmod -R a-w folder`."""
-    for path in [folder, *folder.rglob("*")]:
-        path.chmod(path.stat().st_mode & ~0o222)
+    """`chmod -R a-w folder`; as root, which writes through permissions (CI runs as root), a
+    read-only bind mount of the folder onto itself instead (skipped where mounts are denied)."""
+    if os.geteuid() != 0:
+        for path in [folder, *folder.rglob("*")]:
+            path.chmod(path.stat().st_mode & ~0o222)
+        return
+    bind = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
+    if bind.returncode != 0:
+        pytest.skip(f"root, and no bind mount here: {bind.stderr.decode().strip()}")
+    _MOUNTED.append(folder)
+    remount = subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], capture_output=True)
+    if remount.returncode != 0:
+        pytest.skip(f"root, and no read-only remount here: {remount.stderr.decode().strip()}")
 
 
 @pytest.fixture()
 def restore_write(tmp_path: Path) -> Iterator[None]:
     yield
+    while _MOUNTED:
+        subprocess.run(["umount", str(_MOUNTED.pop())], check=True)
     for path in [tmp_path, *tmp_path.rglob("*")]:
         if not path.is_symlink():
             path.chmod(path.stat().st_mode | 0o200)
@@ -332,17 +342,18 @@ def test_store_folder_on_a_read_only_file_system_says_so(
     )
 
 
-@needs_non_root
 def test_writing_to_a_read_only_store_says_it_is_read_only(
     store_path: Path, restore_write: None
 ) -> None:
     from curation.errors import InputError
 
     _make_read_only(store_path)
+    # The cause as the system gives it: permissions (a normal user) or a read-only mount (root).
+    cause = "read-only file system" if os.geteuid() == 0 else "the folder is not writable"
     with pytest.raises(InputError) as caught:
         Store(store_path)
     assert str(caught.value) == (
-        f"store is read-only: {store_path} (the folder is not writable); commands that only "
+        f"store is read-only: {store_path} ({cause}); commands that only "
         "read it (status, quarantine, export, the dashboard) still work"
     )
     empty = store_path.parent / "empty"
@@ -351,7 +362,7 @@ def test_writing_to_a_read_only_store_says_it_is_read_only(
     with pytest.raises(InputError) as caught:
         Store(empty)
     assert str(caught.value) == (
-        f"cannot create {empty / 'curate.db'} (the folder is not writable): set [store] path or "
+        f"cannot create {empty / 'curate.db'} ({cause}): set [store] path or "
         "$CURATE_STORE to a writable folder"
     )
 
@@ -387,7 +398,6 @@ def read_only_project(
     return project
 
 
-@needs_non_root
 def test_status_quarantine_and_export_read_a_read_only_store(
     read_only_project: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -417,7 +427,6 @@ def test_status_quarantine_and_export_read_a_read_only_store(
     assert sorted(p.name for p in store.iterdir()) == ["curate.db"]
 
 
-@needs_non_root
 def test_dashboard_opens_a_read_only_store(read_only_project: Path) -> None:
     from dashboard.source import open_read_only, resolve_source
 
@@ -426,7 +435,6 @@ def test_dashboard_opens_a_read_only_store(read_only_project: Path) -> None:
         assert store.status()["examples"] == 3
 
 
-@needs_non_root
 def test_read_only_store_with_commits_left_in_its_wal_says_what_to_do(
     store_path: Path, restore_write: None
 ) -> None:
