@@ -3,13 +3,13 @@
 Runs `streamlit run <package>/dashboard/web/app.py` with the dashboard's settings as flags (the
 same as the checkout's .streamlit/config.toml, which an installed package does not have: local
 only, headless, no usage statistics, the app's own sidebar links, no magic) and the store to
-show after `--`. Exits with Streamlit's exit code.
+show after `--`. The process becomes Streamlit's (exec), so signals and the exit code are the
+server's own.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -64,8 +64,7 @@ def dashboard(
     )
     sys.stderr.write(f"dashboard on http://{host}:{port} (store {config.store.path})\n")
     sys.stderr.flush()
-    try:
-        done = subprocess.run(command, env=os.environ.copy(), check=False)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    raise typer.Exit(done.returncode)
+    sys.stdout.flush()
+    # Replaced by Streamlit, not its parent: a signal to this process (Ctrl-C, a service
+    # manager's stop) reaches the server, and no orphan keeps the port.
+    os.execv(command[0], command)

@@ -169,3 +169,9 @@ def test_curate_dashboard_serves_the_packaged_app_from_any_folder(
             page.locator("h1", has_text=title).wait_for()
             assert page.locator("[data-testid='stException']").count() == 0, title
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written where it ran
+    # `curate dashboard` became the server (exec): stopping it stopped Streamlit, no orphan
+    # holds the port.
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))
