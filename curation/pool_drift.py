@@ -80,14 +80,22 @@ def check_batch(
     if labeled.sum() >= 2 and len(set(pool.labels[labeled].tolist())) >= 2:
         proxy = LogisticProxy(store.label_names()).fit(pool.vectors[labeled], pool.labels[labeled])
     batch_set = set(in_batch)
-    for language in sorted({rows[e][1] for e in in_batch}):
-        batch_ids = [e for e in in_batch if rows[e][1] == language]
+    # One pass over the store's examples, grouped by language (a pool may hold millions).
+    batch_by_language: dict[str, list[str]] = {}
+    for e in in_batch:
+        batch_by_language.setdefault(rows[e][1], []).append(e)
+    earlier_by_language: dict[str, list[str]] = {}
+    for e in earlier:
+        if rows[e][1] in batch_by_language:
+            earlier_by_language.setdefault(rows[e][1], []).append(e)
+    for language in sorted(batch_by_language):
+        batch_ids = batch_by_language[language]
         labeled_ids = [
             str(pool.ids[i])
             for i in np.flatnonzero(labeled & (pool.languages == language))
             if str(pool.ids[i]) not in batch_set
         ]
-        earlier_ids = [e for e in earlier if rows[e][1] == language]
+        earlier_ids = earlier_by_language.get(language, [])
         reference = labeled_ids if len(labeled_ids) >= thresholds.min_rows else earlier_ids
         findings.append(
             distribution_shift(
