@@ -90,17 +90,24 @@ def select(
     if json_output:
         emit_json(result)
         return
+    what = f"{result['strategy']}, {result['allocation']} allocation"
     table = Table(
-        title=f"round {result['round_id']}: {result['strategy']}, {result['allocation']} allocation"
+        title=f"round {result['round_id']}: {what}"
+        if result["round_id"] is not None
+        else f"no round stored ({what}): nothing to select"
     )
     for column in ("language", "selected", "why this many", "first pick's reason"):
         table.add_column(column)
     first_reason = {}
     for row in rows:
         first_reason.setdefault(row["language"], row["reason"])
-    for code, count in sorted(result["per_language"].items()):
+    # Every language the allocator considered, those that got nothing (stopped, no pool) too.
+    for code in sorted(set(result["per_language"]) | set(result["explanations"])):
         table.add_row(
-            code, str(count), result["explanations"].get(code, ""), first_reason.get(code, "")
+            code,
+            str(result["per_language"].get(code, 0)),
+            result["explanations"].get(code, ""),
+            first_reason.get(code, ""),
         )
     print_table(table)
     stdout.print(
@@ -108,6 +115,17 @@ def select(
         f"({result['control']} random control); proxy {result['proxy_model_version'] or 'none'}"
         + (f"; {result['shortfall']} short: pool ran out" if result["shortfall"] else "")
     )
+    calibration = result.get("calibration") or {}
+    if calibration:
+        stdout.print(
+            "calibrated per language (temperature, held-out ECE before -> after): "
+            + ", ".join(
+                f"{code} T {row['temperature']:.2f} ({row['ece_before']:.3f} -> "
+                f"{row['ece_after']:.3f})"
+                for code, row in calibration.items()
+                if code != "all"
+            )
+        )
 
 
 @app.command()

@@ -108,3 +108,31 @@ def test_languages_stop_once_predictions_and_curves_settle(project: Path, capsys
     assert {d["stopped"] for d in third["stopping"].values()} == {True}
     assert third["selected"] == 0
     assert third["explanations"]["hi"].endswith("(10 labels saved)")
+
+
+def test_human_select_output_lists_stopped_languages_and_calibration(project: Path, capsys) -> None:
+    from tests.conftest import run_cli as run
+
+    first = run_json(capsys, "select", "--budget", "30")
+    _label_round(project, first["round_id"])
+    second = run_json(capsys, "select", "--budget", "30")
+    _label_round(project, second["round_id"])
+    code, out, _ = run(capsys, "select", "--budget", "30")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "no round stored (default, equal allocation): nothing to select"
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines if "│" in line]
+    assert [row[:2] for row in rows] == [["en", "0"], ["es", "0"], ["hi", "0"]]
+    for row in rows:
+        assert row[2].startswith(
+            f"{row[0]}: 0 of 30, stopped, predictions changed on 0.0% of the stop set"
+        )
+        assert row[2].endswith("(10 labels saved)")
+    assert (
+        lines[-2]
+        == "selected 0 of 450 candidates (0 random control); proxy "
+        + (lines[-2].rsplit(" ", 1)[-1])
+    )
+    assert lines[-1].startswith(
+        "calibrated per language (temperature, held-out ECE before -> after): en T "
+    )
