@@ -2,7 +2,6 @@
 
 Command modules import from here; nothing here imports a command module, so the import
 direction is one way: curation.cli (entry point) -> command modules -> curation.cli.base.
-
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ import json
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -21,9 +20,6 @@ from curation.cli.progress import install as install_progress_lines
 from curation.config import Config, load_config, resolve_config_path
 from curation.errors import ConfigError
 from curation.store import Store
-
-if TYPE_CHECKING:
-    pass
 
 app = typer.Typer(
     name="curate",

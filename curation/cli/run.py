@@ -13,6 +13,7 @@ from curation.cli.base import (
     JsonOption,
     app,
     emit_json,
+    print_table,
     project_config,
     show_progress,
     stdout,
@@ -58,7 +59,7 @@ def run_command(
                 if k != "seconds" and not isinstance(v, dict | list)
             )
             table.add_row(name, stage["status"], counts, stage["message"] or "")
-        stdout.print(table)
+        print_table(table)
         for warning in result["warnings"]:
             stdout.print(f"warning: {warning}")
         if result["report"]:

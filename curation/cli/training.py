@@ -23,7 +23,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from curation.cli.base import STATE, JsonOption, app, emit_json, open_store, project_config, stdout
+from curation.cli.base import (
+    STATE,
+    JsonOption,
+    app,
+    emit_json,
+    open_store,
+    print_table,
+    project_config,
+    stdout,
+)
 from curation.config import Config, resolve_config_path
 from curation.errors import InputError
 from curation.store import Store
@@ -103,7 +112,7 @@ def _print_report(record: dict[str, Any]) -> None:
     table.add_row(
         f"worst ({best['worst_language'] or '-'})", "", "", "", _fmt(best["worst_language_f1"]), ""
     )
-    stdout.print(table)
+    print_table(table)
     trainable, total = payload["trainable_params"], payload["total_params"]
     if trainable and total:
         stdout.print(
@@ -294,7 +303,7 @@ def _export(config: Config, run: str | None, out: Path, *, int8: bool, json_outp
                 f"{row['change']:+.4f}",
                 f"{row['agreement']:.3f}",
             )
-        stdout.print(table)
+        print_table(table)
         stdout.print(
             f"size {report['size_mb']['fp32']} MB -> {report['size_mb']['int8']} MB; "
             f"{report['seconds']['fp32']} s -> {report['seconds']['int8']} s on "
