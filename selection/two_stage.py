@@ -78,9 +78,10 @@ from selection.base import (
     Ranking,
     Selection,
     ShapeError,
+    fmt,
     validate_inputs,
 )
-from selection.diversity import kcenter_greedy
+from selection.diversity import coverage_greedy, coverage_radius, kcenter_greedy
 from selection.hybrid import Hybrid
 from selection.registry import get_strategy
 from selection.uncertainty import entropy_scores, least_confidence_scores, margin_scores
@@ -96,6 +97,7 @@ __all__ = [
     "plan_shards",
     "score_function_for",
     "shard_candidates",
+    "stats_top_k",
     "two_stage_select",
 ]
 
@@ -128,15 +130,22 @@ def score_function_for(strategy: QueryStrategy | str) -> ScoreFunction | None:
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LanguageStats:
-    """Per-language row counts and sums of margin scores (``1 - margin``) over whole shards.
+    """Per-language facts about whole shards, from a first cheap pass (the scoring pass).
 
-    Summed over shards they give the full pool's sizes and mean uncertainty per language, which
-    ``hybrid``'s language allocation needs and the union of candidates cannot provide.
-    ``uncertainty_sum`` is empty when the shards had no probabilities.
+    * ``rows`` and ``uncertainty_sum`` (sums of margin scores, ``1 - margin``): summed over
+      shards they give the full pool's sizes and mean uncertainty per language, which
+      ``hybrid``'s language allocation needs and the union of candidates cannot provide
+      (``uncertainty_sum`` is empty without probabilities);
+    * ``top_scores`` (optional): each language's best ``top_k`` strategy scores, descending.
+      Merged over shards they give the global score a row must reach to be among a language's
+      (or the pool's) best ``k`` -- the threshold that lets each shard keep only rows that can
+      make it, instead of ``k`` rows per shard.
     """
 
     rows: dict[str, int] = field(default_factory=dict)
     uncertainty_sum: dict[str, float] = field(default_factory=dict)
+    top_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    top_k: int = 0
 
     @property
     def total(self) -> int:
@@ -150,9 +159,22 @@ class LanguageStats:
         for c, n in other.rows.items():
             rows[c] = rows.get(c, 0) + n
         sums = dict(self.uncertainty_sum)
-        for c, s in other.uncertainty_sum.items():
-            sums[c] = sums.get(c, 0.0) + s
-        return LanguageStats(rows=dict(sorted(rows.items())), uncertainty_sum=sums)
+        for c, u in other.uncertainty_sum.items():
+            sums[c] = sums.get(c, 0.0) + u
+        tops = dict(self.top_scores)
+        for c, t in other.top_scores.items():
+            if c in tops:
+                # both hold their best top_k; the best top_k of the two is among them
+                both = np.sort(np.concatenate([tops[c], t]))[::-1]
+                tops[c] = both[: max(self.top_k, other.top_k)]
+            else:
+                tops[c] = t
+        return LanguageStats(
+            rows=dict(sorted(rows.items())),
+            uncertainty_sum=sums,
+            top_scores=tops,
+            top_k=max(self.top_k, other.top_k),
+        )
 
     @classmethod
     def merge(cls, parts: Sequence[LanguageStats]) -> LanguageStats:
@@ -161,21 +183,51 @@ class LanguageStats:
             out = out + p
         return out
 
+    def kth_score(self, k: int, *, code: str | None = None) -> float:
+        """The ``k``-th best score of one language (``code``) or of the whole pool (None);
+        ``-inf`` when fewer than ``k`` scores are known. Needs ``top_scores`` with ``top_k >= k``.
+        """
+        if k < 1:
+            return float("inf")
+        if code is None:
+            known = np.concatenate([*self.top_scores.values(), np.zeros(0)])
+            known = np.sort(known)[::-1]
+        else:
+            known = self.top_scores.get(code, np.zeros(0))
+        return float(known[k - 1]) if len(known) >= k else float("-inf")
+
 
 def language_stats(
-    languages: Sequence[str] | np.ndarray | None, *, probs: np.ndarray | None, n_rows: int
+    languages: Sequence[str] | np.ndarray | None,
+    *,
+    probs: np.ndarray | None,
+    n_rows: int,
+    strategy_score: ScoreFunction | None = None,
+    top_k: int = 0,
 ) -> LanguageStats:
-    """:class:`LanguageStats` of one shard (``languages`` None: everything in one group)."""
+    """:class:`LanguageStats` of one shard (``languages`` None: everything in one group);
+    ``top_k > 0`` with ``strategy_score`` also records each language's best ``top_k`` scores."""
     langs = _languages(languages, n_rows)
     codes, inverse = np.unique(langs, return_inverse=True)
     counts = np.bincount(inverse, minlength=len(codes))
     rows = {str(c): int(n) for c, n in zip(codes, counts, strict=True)}
     sums: dict[str, float] = {}
+    tops: dict[str, np.ndarray] = {}
     if probs is not None and n_rows:
-        unc = margin_scores(probs)
+        p = np.asarray(probs, dtype=np.float64)
+        unc = margin_scores(p)
         per = np.bincount(inverse, weights=unc, minlength=len(codes))
-        sums = {str(c): float(s) for c, s in zip(codes, per, strict=True)}
-    return LanguageStats(rows=rows, uncertainty_sum=sums)
+        sums = {str(c): float(u) for c, u in zip(codes, per, strict=True)}
+        if strategy_score is not None and top_k > 0:
+            scores = np.asarray(strategy_score(p), dtype=np.float64)
+            for j, c in enumerate(codes):
+                own = scores[inverse == j]
+                k = min(top_k, len(own))
+                best = own[np.argpartition(-own, k - 1)[:k]] if k < len(own) else own
+                tops[str(c)] = np.sort(best)[::-1]
+    return LanguageStats(
+        rows=rows, uncertainty_sum=sums, top_scores=tops, top_k=top_k if tops else 0
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,7 +242,9 @@ class Candidates:
         probs: (n, n_classes) float64, or None.
         embeddings: (n, d) float32 C-contiguous, or None. The caller's vectors, unnormalised.
         languages: n language codes (object array; ``""`` when the pool has none).
-        by_score: True where the row was kept for its score, False for the diversity sample.
+        by_score: True where the row was kept for its score.
+        sampled: True where the row is in the diversity sample (a row can be both; a row of a
+            small language kept whole can be neither).
         stats: :class:`LanguageStats` of all rows the shard(s) saw, kept or not.
     """
 
@@ -199,6 +253,7 @@ class Candidates:
     embeddings: np.ndarray | None
     languages: np.ndarray
     by_score: np.ndarray
+    sampled: np.ndarray
     stats: LanguageStats
 
     def __len__(self) -> int:
@@ -239,6 +294,7 @@ def shard_candidates(
     rng: np.random.Generator,
     diversity_method: str = "uniform",
     max_score_total: int | None = None,
+    score_threshold: float | Mapping[str, float] | None = None,
     labeled_embeddings: np.ndarray | None = None,
     normalize: bool = True,
 ) -> Candidates:
@@ -260,6 +316,10 @@ def shard_candidates(
         diversity_method: ``"uniform"`` or ``"farthest"``.
         max_score_total: at most this many score-ranked rows over all languages of the shard
             (the best across languages); None = no cap.
+        score_threshold: keep a score-ranked row only if its score is >= this (one value, or
+            one per language): the pool-wide ``k``-th best score from a first pass
+            (:meth:`LanguageStats.kth_score`), so that shards together keep about ``k`` rows
+            instead of ``k`` each. Rows that reach it are never dropped, so exactness holds.
         labeled_embeddings: labeled vectors that seed the farthest-point sample.
         normalize: farthest-point on L2-normalised vectors (cosine geometry, as ``kcenter``).
 
@@ -300,7 +360,7 @@ def shard_candidates(
             labeled_unit = l2_normalize(lab) if normalize else lab
 
     score_rows: list[np.ndarray] = []
-    rest_rows: list[np.ndarray] = []
+    language_rows: list[tuple[np.ndarray, int]] = []
     for code in stats.rows:
         rows = np.flatnonzero(langs == code)
         k = (
@@ -314,8 +374,15 @@ def shard_candidates(
         else:
             # stable sort on -score: ties keep pool order, as the strategies' own sort does
             top = rows[np.argsort(-scores[rows], kind="stable")[:k]]
+            if score_threshold is not None:
+                bar = (
+                    score_threshold.get(code, -np.inf)
+                    if isinstance(score_threshold, Mapping)
+                    else score_threshold
+                )
+                top = top[scores[top] >= bar]
         score_rows.append(top)
-        rest_rows.append(rows)
+        language_rows.append((rows, k))
     kept_by_score = np.concatenate(score_rows) if score_rows else np.zeros(0, np.int64)
     if max_score_total is not None and len(kept_by_score) > max_score_total:
         if scores is None:
@@ -328,37 +395,45 @@ def shard_candidates(
     score_mask = np.zeros(n, dtype=bool)
     score_mask[kept_by_score] = True
 
-    diversity_mask = np.zeros(n, dtype=bool)
+    sample_mask = np.zeros(n, dtype=bool)
+    whole_mask = np.zeros(n, dtype=bool)
     if diversity_sample:
-        for rows in rest_rows:
+        for rows, k in language_rows:
+            if diversity_method == "uniform":
+                # drawn from the whole language, score-kept rows included: an unbiased sample of
+                # the language's density (hybrid's coverage reference). A language that fits in
+                # k + diversity_sample rows is kept whole.
+                m = min(diversity_sample, len(rows))
+                sampled = rows if m == len(rows) else rng.choice(rows, size=m, replace=False)
+                sample_mask[sampled] = True
+                if len(rows) <= k + diversity_sample:
+                    whole_mask[rows] = True
+                continue
+            assert x is not None
             rest = rows[~score_mask[rows]]
             m = min(diversity_sample, len(rest))
-            if m == 0:
-                continue
             if m == len(rest):
-                diversity_mask[rest] = True
-            elif diversity_method == "uniform":
-                diversity_mask[rng.choice(rest, size=m, replace=False)] = True
+                sample_mask[rest] = True
+                continue
+            sub = l2_normalize(x[rest]) if normalize else x[rest]
+            # the rows already kept for their score count as centres too
+            centres = x[rows[score_mask[rows]]]
+            if len(centres):
+                centres = l2_normalize(centres) if normalize else centres
+                seed = centres if labeled_unit is None else np.vstack([labeled_unit, centres])
             else:
-                assert x is not None
-                sub = l2_normalize(x[rest]) if normalize else x[rest]
-                # the rows already kept for their score count as centres too
-                centres = x[rows[score_mask[rows]]]
-                if len(centres):
-                    centres = l2_normalize(centres) if normalize else centres
-                    seed = centres if labeled_unit is None else np.vstack([labeled_unit, centres])
-                else:
-                    seed = labeled_unit
-                picks, _ = kcenter_greedy(sub, m, labeled=seed, rng=rng)
-                diversity_mask[rest[picks]] = True
+                seed = labeled_unit
+            picks, _ = kcenter_greedy(sub, m, labeled=seed, rng=rng)
+            sample_mask[rest[picks]] = True
 
-    keep = np.flatnonzero(score_mask | diversity_mask)
+    keep = np.flatnonzero(score_mask | sample_mask | whole_mask)
     return Candidates(
         ids=ids_arr[keep],
         probs=None if p is None else np.ascontiguousarray(p[keep]),
         embeddings=None if x is None else np.ascontiguousarray(x[keep]),
         languages=langs[keep],
         by_score=score_mask[keep],
+        sampled=sample_mask[keep],
         stats=stats,
     )
 
@@ -398,6 +473,7 @@ def merge_candidates(parts: Sequence[Candidates]) -> Candidates:
         embeddings=embeddings,
         languages=np.concatenate([p.languages for p in nonempty]).astype(object),
         by_score=np.concatenate([p.by_score for p in nonempty]),
+        sampled=np.concatenate([p.sampled for p in nonempty]),
         stats=LanguageStats.merge([p.stats for p in parts]),
     )
 
@@ -415,9 +491,11 @@ class ShardPlan:
     diversity_sample: int
     diversity_method: str = "uniform"
     max_score_total: int | None = None
+    score_threshold: float | dict[str, float] | None = None
 
     def kwargs(self) -> dict[str, object]:
         return {
+            "score_threshold": self.score_threshold,
             "strategy_score": self.strategy_score,
             "per_language_k": self.per_language_k,
             "diversity_sample": self.diversity_sample,
@@ -431,7 +509,8 @@ class ShardPlan:
             f"ShardPlan(strategy_score={score}, per_language_k={self.per_language_k!r}, "
             f"diversity_sample={self.diversity_sample}, "
             f"diversity_method={self.diversity_method!r}, "
-            f"max_score_total={self.max_score_total})"
+            f"max_score_total={self.max_score_total}, "
+            f"score_threshold={self.score_threshold!r})"
         )
 
 
@@ -465,6 +544,10 @@ def plan_shards(
         n_shards: number of shards the sample is spread over.
         guard_slack: extra fraction of ``budget`` kept for the near-duplicate guard to skip.
         reference_per_language: override of the per-language uniform sample (over all shards).
+
+    When ``stats`` carries ``top_scores`` with ``top_k >= stats_top_k(strategy, budget)`` the
+    plan also sets ``score_threshold`` (the pool-wide ``k``-th best score), so that all shards
+    together keep about ``k`` score-ranked rows rather than ``k`` each.
     """
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
         raise InvalidBudgetError(f"budget must be an int >= 1, got {budget!r}")
@@ -486,15 +569,37 @@ def plan_shards(
         else:
             shares = _hybrid_shares(strat, budget, stats)
             k = {c: strat.candidate_factor * shares[c] for c in codes}
-        return ShardPlan(score, k, spread(reference), "uniform")
+        bars = None
+        if k and stats.top_k >= max(k.values()):
+            bars = {c: stats.kth_score(k[c], code=c) for c in codes}
+        return ShardPlan(score, k, spread(reference), "uniform", None, bars)
     if score is not None:
-        guard_on = strat.max_similarity is not None
-        k_all = math.ceil(budget * (1.0 + guard_slack)) if guard_on else budget
-        return ShardPlan(score, dict.fromkeys(codes, k_all), 0, "uniform", k_all)
+        k_all = _score_k(strat, budget, guard_slack)
+        bar = stats.kth_score(k_all) if stats.top_k >= k_all else None
+        return ShardPlan(score, dict.fromkeys(codes, k_all), 0, "uniform", k_all, bar)
     if strat.name == "kcenter":
         return ShardPlan(None, dict.fromkeys(codes, 0), budget, "farthest")
     reference = 200_000 if reference_per_language is None else reference_per_language
     return ShardPlan(None, dict.fromkeys(codes, 0), spread(reference), "uniform")
+
+
+def stats_top_k(strategy: QueryStrategy | str, budget: int, *, guard_slack: float = 0.5) -> int:
+    """How many best scores per language the first pass should record
+    (:func:`language_stats` ``top_k``) for :func:`plan_shards` to set thresholds; 0 for
+    strategies without a score. Hybrid's per-language prefilter is at most
+    ``candidate_factor * budget`` (a language's share is not known before the pass)."""
+    strat = get_strategy(strategy) if isinstance(strategy, str) else strategy
+    if score_function_for(strat) is None:
+        return 0
+    if isinstance(strat, Hybrid):
+        return strat.candidate_factor * budget
+    return _score_k(strat, budget, guard_slack)
+
+
+def _score_k(strategy: QueryStrategy, budget: int, guard_slack: float) -> int:
+    if strategy.max_similarity is None:
+        return budget
+    return math.ceil(budget * (1.0 + guard_slack))
 
 
 def _hybrid_shares(strategy: Hybrid, budget: int, stats: LanguageStats) -> dict[str, int]:
@@ -566,18 +671,21 @@ def two_stage_select(
             rng=rng,
         )
     assert isinstance(strat, Hybrid)
-    return _hybrid_by_language(strat, pool, budget, union.stats, rng=rng)
+    return _hybrid_by_language(strat, pool, union, budget, rng=rng)
 
 
 def _hybrid_by_language(
-    strategy: Hybrid, pool: Pool, budget: int, stats: LanguageStats, *, rng: np.random.Generator
+    strategy: Hybrid, pool: Pool, union: Candidates, budget: int, *, rng: np.random.Generator
 ) -> Selection:
-    """``Hybrid.rank`` on the union with the full pool's shares: the same per-language step
-    (``Hybrid._warm``), the same near-duplicate guard across languages, the same final order.
+    """``Hybrid.rank`` on the union with the full pool's shares: the same per-language step,
+    the same near-duplicate guard across languages, the same final order.
 
-    It calls the private per-language step because ``Hybrid`` takes its shares only from the
-    pool it is given; a public hook for given shares would let this call ``select`` instead.
+    A language the shards kept whole runs ``Hybrid._warm`` itself; a sampled one runs the same
+    steps (:func:`_warm_with_reference`) with the diversity sample as the coverage reference.
+    Both are private hooks because ``Hybrid`` takes its shares and its reference only from the
+    pool it is given; public ones would let this call ``select`` instead.
     """
+    stats = union.stats
     assert pool.probs is not None and pool.languages is not None
     shares = _hybrid_shares(strategy, budget, stats)
     unc = margin_scores(pool.probs)
@@ -591,7 +699,13 @@ def _hybrid_by_language(
         if b < 1:
             continue
         positions = np.flatnonzero(pool.languages == code)
-        cand, why = strategy._warm(pool, positions, b, rng, unc, labeled_unit)
+        if len(positions) == stats.rows.get(code, 0):
+            cand, why = strategy._warm(pool, positions, b, rng, unc, labeled_unit)
+        else:
+            reference = positions[union.sampled[positions]]
+            cand, why = _warm_with_reference(
+                strategy, pool, positions, reference, b, rng, unc, labeled_unit
+            )
         keep = guard.walk(cand, b) if guard is not None else list(range(min(b, len(cand))))
         for j in keep:
             order.append(int(cand[j]))
@@ -606,3 +720,50 @@ def _hybrid_by_language(
         skipped=0 if guard is None else guard.skipped,
     )
     return strategy._finish(pool, budget, ranking)
+
+
+def _warm_with_reference(
+    strategy: Hybrid,
+    pool: Pool,
+    positions: np.ndarray,
+    reference: np.ndarray,
+    budget: int,
+    rng: np.random.Generator,
+    unc: np.ndarray,
+    labeled_unit: np.ndarray | None,
+) -> tuple[np.ndarray, list[str]]:
+    """``Hybrid._warm`` with the coverage reference given (the shards' uniform sample of the
+    language) instead of the language's rows in ``pool`` (here the union, whose rows are skewed
+    towards the uncertain ones by the prefilter). Kept line for line with ``Hybrid._warm``."""
+    if strategy.diversity != "coverage" or len(reference) == 0:
+        # k-means diversity looks at the prefiltered candidates only: exact on the union
+        return strategy._warm(pool, positions, budget, rng, unc, labeled_unit)
+    n = len(positions)
+    k = min(n, strategy.candidate_factor * budget)
+    u = unc[positions]
+    top = np.argpartition(-u, k - 1)[:k] if k < n else np.arange(n)
+    top = top[np.argsort(-u[top], kind="stable")]
+    cand = positions[top]
+    margins = 1.0 - unc[cand]
+    ref = reference
+    if len(ref) > strategy.max_reference:
+        ref = np.sort(rng.choice(ref, size=strategy.max_reference, replace=False))
+    ref_x = pool.unit_rows(ref)
+    sim = (
+        strategy.coverage_similarity
+        if strategy.coverage_similarity is not None
+        else coverage_radius(ref_x, strategy.coverage_knn, rng=rng)
+    )
+    picks, gains = coverage_greedy(
+        pool.unit_rows(cand),
+        ref_x,
+        similarity=sim,
+        labeled=labeled_unit,
+        priority=margins,
+        max_picks=min(len(cand), 3 * budget),
+    )
+    reasons = [
+        f"margin {fmt(margins[i])}, covers ~{int(g)} sampled unlabeled neighbours"
+        for i, g in zip(picks, gains, strict=True)
+    ]
+    return cand[picks], reasons
