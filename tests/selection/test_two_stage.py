@@ -206,9 +206,9 @@ def test_hybrid_identical_when_each_language_fits_the_reference(
 def test_hybrid_sampled_reference_is_as_close_as_another_seed() -> None:
     # Languages of ~4,000 rows, max_reference=1,500: both paths cover against a uniform sample
     # of 1,500 (the single machine draws it from the language, the shards draw 375 each), the
-    # prefilter is exact. Measured over seeds 0-3 (budget 30 / 90): overlap with the
-    # single-machine picks 0.52 / 0.39 against 0.48 / 0.43 between two seeds of the single
-    # machine itself; mean margin of the picks 1.06x / 0.98x the single machine's.
+    # prefilter is exact. Measured over seeds 0-3, budget 30 / 90: overlap with the
+    # single-machine picks 0.47 / 0.41, against 0.44 / 0.35 between two seeds of the single
+    # machine itself; mean margin of the picks 1.14x / 1.01x the single machine's (mean 1.08).
     overlap_two, overlap_seeds, ratio = [], [], []
     for budget in (30, 90):
         for seed in range(4):
@@ -228,6 +228,28 @@ def test_hybrid_sampled_reference_is_as_close_as_another_seed() -> None:
             )
     assert np.mean(overlap_two) >= np.mean(overlap_seeds) - 0.10
     assert 0.85 <= np.mean(ratio) <= 1.15
+
+
+@pytest.mark.parametrize("balance", ["need", "proportional", "equal"])
+def test_hybrid_shares_come_from_the_whole_pool_not_the_union(balance: str) -> None:
+    # 8,000 de / 2,000 en / 2,000 hi; the union holds ~500 sampled rows + the prefilter per
+    # language, so its proportions are nearly equal: the shares must come from the pool's stats
+    pool = make_pool(4, n=12_000)
+    rng = np.random.default_rng(9)
+    pool["languages"] = rng.permutation(np.array(["de"] * 8000 + ["en"] * 2000 + ["hi"] * 2000))
+    strategy = get_strategy("hybrid", language_balance=balance, max_reference=500)
+    want = single(pool, strategy, 60, seed=0, labeled=pool["labeled"])
+    got, union = two_stage(pool, strategy, 60, seed=0, labeled=pool["labeled"])
+    rows = {c: int(n) for c, n in zip(*np.unique(union.languages, return_counts=True), strict=True)}
+    assert max(rows.values()) < 2 * min(rows.values())  # the pool is 4:1:1, the union is not
+
+    def per_language(sel) -> dict[str, int]:
+        codes, counts = np.unique(pool["languages"][list(sel.ids)], return_counts=True)
+        return {str(c): int(k) for c, k in zip(codes, counts, strict=True)}
+
+    assert per_language(got) == per_language(want)
+    if balance == "proportional":
+        assert per_language(want) == {"de": 40, "en": 10, "hi": 10}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,6 +322,9 @@ def test_candidate_counts_per_language(method: str) -> None:
     )
     assert cand.counts() == {"de": 15, "en": 15, "hi": 12}
     assert int(cand.by_score.sum()) == 30
+    # uniform: 5 per language drawn from the whole language (a row can be both); farthest:
+    # drawn from the rest, of which "hi" has only 2
+    assert int(cand.sampled.sum()) == (15 if method == "uniform" else 12)
     assert cand.embeddings is not None and cand.embeddings.dtype == np.float32
     assert cand.embeddings.flags.c_contiguous
     assert cand.stats.rows == {"de": 500, "en": 300, "hi": 12}
