@@ -14,22 +14,25 @@ What a shard keeps, per language:
   a strategy without a score of its own (``kcenter``, ``kmeans``, ``typiclust``, ``random``)
   gets a seeded uniform sample instead; optionally at most ``max_score_total`` of these over
   all languages of the shard (the best across languages);
-* plus ``diversity_sample`` more rows drawn from the rest of the language:
+* plus a ``diversity_sample`` of the language (a language with at most ``k + diversity_sample``
+  rows is kept whole):
 
-  - ``"uniform"`` (default): a seeded uniform sample. It is an unbiased sample of the
+  - ``"uniform"`` (default): a seeded uniform sample of the whole language (score-kept rows
+    included, flagged ``Candidates.sampled``). It is an unbiased sample of the
     language's density, which is what the density-based steps downstream need: ``kmeans``
     clusters it (the single-machine ``KMeansDiversity`` already clusters a uniform sub-sample
     of large pools), TypiClust's typicality and ``hybrid``'s coverage counts are neighbour
     counts against it. k-means++ seeding or farthest-point sampling would over-represent
     outliers and bend exactly those counts.
-  - ``"farthest"``: greedy farthest-point (k-center) on the shard's unit vectors, seeded from
-    the labeled set -- the right sample for ``kcenter`` only, whose objective is the covering
-    radius and so is decided by the outliers a uniform sample misses. Greedy k-center on each
-    part and again on the union of the parts is a composable core-set for k-center (Indyk,
-    Mahabadi, Mahdian & Mirrokni, 2014, *Composable core-sets for diversity and coverage
-    maximization*, PODS; Malkomes et al., 2015, *Fast distributed k-center clustering with
-    outliers on massive data*, NeurIPS): the union's covering radius is within a constant factor
-    (4) of the best possible, whatever the partition.
+  - ``"farthest"``: greedy farthest-point (k-center) on the rest of the language's unit
+    vectors, seeded from the labeled set and the score-kept rows -- the right sample for
+    ``kcenter`` only, whose objective is the covering radius and so is decided by the outliers
+    a uniform sample misses. Greedy k-center on each part and again on the union of the parts
+    is a composable core-set for k-center (Indyk, Mahabadi, Mahdian & Mirrokni, 2014,
+    *Composable core-sets for diversity and coverage maximization*, PODS; Malkomes et al.,
+    2015, *Fast distributed k-center clustering with outliers on massive data*, NeurIPS): the
+    union's covering radius is within a constant factor (4) of the best possible, whatever the
+    partition.
 
 :func:`plan_shards` picks these settings for a strategy and budget from the per-language counts
 (:class:`LanguageStats`) of a first, cheap pass over the shards (the scoring pass computes them
@@ -48,16 +51,22 @@ in pool order, rows in shard order), so ``select`` on the union returns the same
 order. With the guard on, the result stays identical as long as each shard kept ``budget`` plus
 the number of rows the guard skips; :func:`plan_shards` adds ``guard_slack`` for that.
 
+The same argument holds with ``score_threshold`` (the pool-wide ``budget``-th best score from
+the first pass): every row of ``S`` reaches it, so no shard drops one.
+
 *Diversity and hybrid strategies* look at the geometry of the whole pool (coverage, clusters,
 farthest points), which the union only samples, so their two-stage result is an approximation.
 For ``hybrid`` (the default) the two-stage path keeps what can be kept exactly: the language
 allocation is computed from the full pool's per-language counts and mean uncertainty (carried
 in :class:`LanguageStats`, not from the union, whose proportions the filter skews) and each
 language's margin prefilter (``candidate_factor * share`` rows) is exactly the single-machine
-one; only the coverage reference (the union's rows of that language instead of a uniform sample
-of the whole language) differs. tests/selection/test_two_stage.py measures the agreement on
-pools where both fit (k-center covering radius, k-means inertia, hybrid overlap and mean
-margin); benchmarks/two_stage_10m.py does it at 500k and runs 10M.
+one. What differs is the coverage reference: the single machine draws a uniform sample of
+``max_reference`` rows of the language (all of them when fewer); the shards draw the same number
+uniformly, spread over shards. A language that fits is kept whole and the result is identical;
+a larger one gets a different uniform draw of the same size -- the variation the single machine
+shows between two seeds, which is what tests/selection/test_two_stage.py and
+benchmarks/two_stage_10m.py measure (overlap of ids and mean margin of the picks; k-center
+covering radius and k-means mean distance for the diversity strategies).
 """
 
 from __future__ import annotations
