@@ -129,15 +129,27 @@ class IngestConfig(_Section):
 
 
 class IndexConfig(_Section):
-    """`[index]`: FAISS index kind; exact search below `exact_max` vectors."""
+    """`[index]`: FAISS index kind; exact search below `exact_max` vectors.
 
-    kind: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
+    ivfpq / ivfsq8 compress the vectors (pools that do not fit in RAM as flat float32): trained
+    on a seeded sample of `train_sample` vectors, then filled shard by shard (curation.index)."""
+
+    kind: Literal["auto", "flat", "ivf", "hnsw", "ivfpq", "ivfsq8"] = "auto"
     exact_max: Annotated[int, Field(ge=1)] = 100_000
     # Used when kind resolves to an approximate index.
-    approximate: Literal["ivf", "hnsw"] = "hnsw"
+    approximate: Literal["ivf", "hnsw", "ivfpq", "ivfsq8"] = "hnsw"
     nprobe: Annotated[int, Field(ge=1)] = 16
     hnsw_m: Annotated[int, Field(ge=4, le=128)] = 32
     ef_search: Annotated[int, Field(ge=1)] = 64
+    # Inverted lists of ivf / ivfpq / ivfsq8; None: 4 * sqrt(pool size), at most one per 39
+    # training vectors (FAISS's k-means wants 39 points per centroid).
+    nlist: Annotated[int, Field(ge=1)] | None = None
+    # ivfpq: sub-quantizers = bytes per vector (8 bits each); must divide the vector dimension
+    # (checked at build time, when the dimension is known). 64 divides 384, 512, 768 and 1024.
+    pq_m: Annotated[int, Field(ge=1)] = 64
+    # ivf / ivfpq / ivfsq8: vectors drawn (seeded) from the cache to train the quantizers,
+    # capped by the pool; the rest are only added, shard by shard.
+    train_sample: Annotated[int, Field(ge=1)] = 100_000
 
 
 class StoppingConfig(_Section):
