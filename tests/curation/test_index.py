@@ -12,6 +12,7 @@ from curation.index import (
     VectorIndex,
     choose_kind,
     default_nlist,
+    default_pq_m,
     index_folder,
     load_shard,
     update_index,
@@ -290,7 +291,8 @@ def test_choose_kind_compressed() -> None:
     assert (choose_kind(100, config), choose_kind(101, config)) == ("flat", "ivfpq")
     forced = config_from_dict({"index": {"kind": "ivfsq8"}}).index
     assert choose_kind(5, forced) == "ivfsq8"
-    assert (forced.pq_m, forced.train_sample, forced.nlist) == (64, 100_000, None)
+    assert (forced.pq_m, forced.train_sample, forced.nlist) == (None, 100_000, None)
+    assert VectorIndex(384, kind="ivfpq").pq_m == default_pq_m(384) == 48
 
 
 PQ_CONFIG = {"index": {"kind": "ivfpq", "pq_m": 8, "train_sample": 2000, "nprobe": 4}}
