@@ -188,10 +188,15 @@ class VectorIndex:
         self.nlist = nlist
         spec = {"ivf": "Flat", "ivfpq": f"PQ{self.pq_m}", "ivfsq8": "SQ8"}[self.kind]
         index = faiss.index_factory(self.dim, f"IVF{nlist},{spec}", faiss.METRIC_INNER_PRODUCT)
+        ivf = faiss.downcast_index(index)
+        # FAISS prints a warning per k-means run below 39 points a centroid: one line per
+        # sub-quantizer (48 lines on a pool of 300); a small pool is what it is, stay quiet.
+        ivf.cp.min_points_per_centroid = 1
         if self.kind == "ivfpq":
+            ivf.pq.cp.min_points_per_centroid = 1
             # The factory turns on polysemous training (codes ordered for Hamming filtering, a
             # search mode not used here): 25 of 33 s of training 10k x 64-d vectors, measured.
-            faiss.downcast_index(index).do_polysemous_training = False
+            ivf.do_polysemous_training = False
         index.train(training)
         return index
 

@@ -372,3 +372,12 @@ def test_build_holds_the_training_sample_and_one_shard_never_the_pool(
     else:
         assert trained == [2000] and shard_reads == [1500, 1200, 1800] * 2
     assert index.ids_.tolist() == ids
+
+
+def test_training_on_a_small_pool_prints_no_faiss_warnings(capfd: pytest.CaptureFixture) -> None:
+    # FAISS printed "WARNING clustering 300 points to 256 centroids" once per sub-quantizer.
+    vectors, ids, languages, _ = _clustered(300)
+    index = VectorIndex(64, kind="ivfpq", pq_m=8)
+    index.add(vectors, ids, languages)
+    assert len(index) == 300
+    assert capfd.readouterr().err == ""
