@@ -172,8 +172,14 @@ class Hybrid(QueryStrategy):
         rng: np.random.Generator,
         unc: np.ndarray,
         labeled_unit: np.ndarray | None,
+        reference: np.ndarray | None = None,
     ) -> tuple[np.ndarray, list[str]]:
-        """Candidates (pool positions) of one group in preference order, with reasons."""
+        """Candidates (pool positions) of one group in preference order, with reasons.
+
+        ``reference``: pool positions that stand for the group's unlabeled rows in the coverage
+        counts (selection.two_stage passes the shards' uniform sample, since its pool is the
+        prefiltered union); default the group's own rows.
+        """
         n = len(positions)
         k = min(n, self.candidate_factor * budget)
         u = unc[positions]
@@ -193,9 +199,9 @@ class Hybrid(QueryStrategy):
             )
             m = 1.0 - unc[r.order]
             return r.order, [f"margin {fmt(a)}, {s}" for a, s in zip(m, r.reasons, strict=True)]
-        ref = positions
-        if n > self.max_reference:
-            ref = np.sort(rng.choice(positions, size=self.max_reference, replace=False))
+        ref = positions if reference is None else reference
+        if len(ref) > self.max_reference:
+            ref = np.sort(rng.choice(ref, size=self.max_reference, replace=False))
         ref_x = pool.unit_rows(ref)
         sim = (
             self.coverage_similarity
@@ -210,8 +216,11 @@ class Hybrid(QueryStrategy):
             priority=margins,
             max_picks=min(len(cand), 3 * budget),
         )
+        # Counted on a given sample, the neighbours are an estimate: say so.
+        covers = "covers " if reference is None else "covers ~"
+        what = "unlabeled neighbours" if reference is None else "sampled unlabeled neighbours"
         reasons = [
-            f"margin {fmt(margins[i])}, covers {int(g)} unlabeled neighbours"
+            f"margin {fmt(margins[i])}, {covers}{int(g)} {what}"
             for i, g in zip(picks, gains, strict=True)
         ]
         return cand[picks], reasons

@@ -87,10 +87,9 @@ from selection.base import (
     Ranking,
     Selection,
     ShapeError,
-    fmt,
     validate_inputs,
 )
-from selection.diversity import coverage_greedy, coverage_radius, kcenter_greedy
+from selection.diversity import kcenter_greedy
 from selection.hybrid import Hybrid
 from selection.registry import get_strategy
 from selection.uncertainty import entropy_scores, least_confidence_scores, margin_scores
@@ -689,8 +688,8 @@ def _hybrid_by_language(
     """``Hybrid.rank`` on the union with the full pool's shares: the same per-language step,
     the same near-duplicate guard across languages, the same final order.
 
-    A language the shards kept whole runs ``Hybrid._warm`` itself; a sampled one runs the same
-    steps (:func:`_warm_with_reference`) with the diversity sample as the coverage reference.
+    A language the shards kept whole runs ``Hybrid._warm`` as is; a sampled one runs it with the
+    diversity sample as the coverage reference (``reference=``).
     Both are private hooks because ``Hybrid`` takes its shares and its reference only from the
     pool it is given; public ones would let this call ``select`` instead.
     """
@@ -712,8 +711,15 @@ def _hybrid_by_language(
             cand, why = strategy._warm(pool, positions, b, rng, unc, labeled_unit)
         else:
             reference = positions[union.sampled[positions]]
-            cand, why = _warm_with_reference(
-                strategy, pool, positions, reference, b, rng, unc, labeled_unit
+            cand, why = strategy._warm(
+                pool,
+                positions,
+                b,
+                rng,
+                unc,
+                labeled_unit,
+                # k-means diversity looks at the prefiltered candidates only: exact on the union
+                reference=reference if len(reference) else None,
             )
         keep = guard.walk(cand, b) if guard is not None else list(range(min(b, len(cand))))
         for j in keep:
@@ -729,50 +735,3 @@ def _hybrid_by_language(
         skipped=0 if guard is None else guard.skipped,
     )
     return strategy._finish(pool, budget, ranking)
-
-
-def _warm_with_reference(
-    strategy: Hybrid,
-    pool: Pool,
-    positions: np.ndarray,
-    reference: np.ndarray,
-    budget: int,
-    rng: np.random.Generator,
-    unc: np.ndarray,
-    labeled_unit: np.ndarray | None,
-) -> tuple[np.ndarray, list[str]]:
-    """``Hybrid._warm`` with the coverage reference given (the shards' uniform sample of the
-    language) instead of the language's rows in ``pool`` (here the union, whose rows are skewed
-    towards the uncertain ones by the prefilter). Kept line for line with ``Hybrid._warm``."""
-    if strategy.diversity != "coverage" or len(reference) == 0:
-        # k-means diversity looks at the prefiltered candidates only: exact on the union
-        return strategy._warm(pool, positions, budget, rng, unc, labeled_unit)
-    n = len(positions)
-    k = min(n, strategy.candidate_factor * budget)
-    u = unc[positions]
-    top = np.argpartition(-u, k - 1)[:k] if k < n else np.arange(n)
-    top = top[np.argsort(-u[top], kind="stable")]
-    cand = positions[top]
-    margins = 1.0 - unc[cand]
-    ref = reference
-    if len(ref) > strategy.max_reference:
-        ref = np.sort(rng.choice(ref, size=strategy.max_reference, replace=False))
-    ref_x = pool.unit_rows(ref)
-    sim = (
-        strategy.coverage_similarity
-        if strategy.coverage_similarity is not None
-        else coverage_radius(ref_x, strategy.coverage_knn, rng=rng)
-    )
-    picks, gains = coverage_greedy(
-        pool.unit_rows(cand),
-        ref_x,
-        similarity=sim,
-        labeled=labeled_unit,
-        priority=margins,
-        max_picks=min(len(cand), 3 * budget),
-    )
-    reasons = [
-        f"margin {fmt(margins[i])}, covers ~{int(g)} sampled unlabeled neighbours"
-        for i, g in zip(picks, gains, strict=True)
-    ]
-    return cand[picks], reasons
