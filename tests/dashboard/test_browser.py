@@ -174,4 +174,7 @@ def test_curate_dashboard_serves_the_packaged_app_from_any_folder(
     import socket
 
     with socket.socket() as probe:
+        # SO_REUSEADDR: closed connections may linger in TIME_WAIT; only a listener fails this.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", port))
+        probe.listen()
