@@ -145,3 +145,18 @@ def test_cross_fitted_report_judges_each_half_with_the_other_halfs_temperature()
     )
     # Deterministic for a seed.
     assert cross_fitted_report(p, y, lang, min_labels=100, seed=0)[1] == report
+
+
+def test_perfectly_separated_labels_stop_at_the_temperature_floor() -> None:
+    """All held-out predictions right: the likelihood wants T -> 0 (certainty); the floor
+    keeps probabilities probabilities."""
+    from curation.calibration import MIN_TEMPERATURE
+
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 3, size=40)
+    probabilities = np.full((40, 3), 0.2)
+    probabilities[np.arange(40), labels] = 0.6
+    temperature = fit_temperature(probabilities, labels)
+    assert temperature == pytest.approx(MIN_TEMPERATURE, rel=1e-3)
+    scaled = apply_temperature(probabilities, temperature)
+    assert scaled.max() == pytest.approx(0.6**4 / (0.6**4 + 2 * 0.2**4))  # 0.976, not 1.0
