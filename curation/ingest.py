@@ -992,21 +992,3 @@ def summarize(reports: Sequence[FileReport]) -> dict:
         "skipped_files": [r.file for r in reports if r.skipped],
         "files": [r.to_dict() for r in reports],
     }
-
-
-def quarantine_unreadable_file(store: Store, path: str | Path, reason: str) -> None:
-    """Record a wholly unreadable file (the nightly inbox must go on): one quarantine row with
-    field `file`, and the file's content hash marked as seen so later runs skip it."""
-    path = Path(path)
-    now = utc_now()
-    with store.transaction() as conn:
-        conn.execute(
-            "INSERT OR IGNORE INTO quarantine (file, line, field, reason, raw, source, created_at) "
-            "VALUES (?, NULL, 'file', ?, NULL, ?, ?)",
-            (str(path), reason, path.name, now),
-        )
-        conn.execute(
-            "INSERT OR IGNORE INTO ingested_files (content_hash, path, source, rows_read, added, "
-            "duplicates, quarantined, ingested_at) VALUES (?, ?, ?, 0, 0, 0, 1, ?)",
-            (file_sha256(str(path)), str(path), path.name, now),
-        )

@@ -376,12 +376,11 @@ def _stopping_decisions(
     if f1 is None:
         evaluation = evaluate_proxy(store, config, pool, seed=request.seed)
         f1 = None if evaluation is None else evaluation["per_language"]
-    classes = np.asarray(proxy.classes_, dtype=object)
     stop_set.record_snapshot(
         store,
         config,
         pool,
-        lambda vectors: classes[proxy.predict_proba(vectors).argmax(axis=1)],
+        proxy.predict,
         fingerprint=labels_fingerprint(pool, config, request.seed),
         f1=f1,
         seed=request.seed,
@@ -586,13 +585,9 @@ def simulate_files(
         )
 
     if stopping:
-        settings = config.selection.stopping
-        rule = StoppingRule(
-            window=settings.window,
-            min_kappa=settings.min_kappa,
-            min_gain_per_100=settings.min_gain_per_100,
-            min_labels=settings.min_labels,
-        )
+        from curation.stop_set import stopping_rule
+
+        rule = stopping_rule(config)
         without = run(None)
         results = run(rule)
         results["stopping"] = {

@@ -144,8 +144,7 @@ def check_batch(
 
 
 def _predicted(proxy: Any, vectors: np.ndarray) -> Counter:
-    classes = np.asarray(proxy.classes_, dtype=object)
-    return Counter(classes[proxy.predict_proba(vectors).argmax(axis=1)].tolist())
+    return Counter(proxy.predict(vectors).tolist())
 
 
 def summarize(findings: Sequence[DriftFinding]) -> dict[str, Any]:

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from curation.config import Config
 from curation.pool import PoolArrays
 from curation.store import Store, utc_now
+
+if TYPE_CHECKING:
+    from selection.stopping import StoppingRule
 
 
 def _ensure_stop_sets(store: Store, config: Config, pool: PoolArrays, *, seed: int) -> None:
@@ -93,17 +97,24 @@ def record_snapshot(
     return True
 
 
-def decide(store: Store, config: Config, languages: Iterable[str]) -> dict:
-    """StopDecision per language (only languages with a stop set)."""
-    from selection.stopping import LanguageHistory, StoppingRule
+def stopping_rule(config: Config) -> StoppingRule:
+    """The rule `[selection.stopping]` configures (select, and `curate simulate --stopping`)."""
+    from selection.stopping import StoppingRule
 
     settings = config.selection.stopping
-    rule = StoppingRule(
+    return StoppingRule(
         window=settings.window,
         min_kappa=settings.min_kappa,
         min_gain_per_100=settings.min_gain_per_100,
         min_labels=settings.min_labels,
     )
+
+
+def decide(store: Store, config: Config, languages: Iterable[str]) -> dict:
+    """StopDecision per language (only languages with a stop set)."""
+    from selection.stopping import LanguageHistory
+
+    rule = stopping_rule(config)
     histories = {}
     for language in sorted(set(languages)):
         members = [
