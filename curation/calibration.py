@@ -28,6 +28,7 @@ import numpy as np
 
 __all__ = [
     "PerLanguageTemperature",
+    "calibration_payload",
     "cross_fitted_report",
     "apply_temperature",
     "expected_calibration_error",
@@ -151,6 +152,15 @@ class PerLanguageTemperature:
                 self.temperatures_[language] = fit_temperature(p[mask], y[mask])
         return self
 
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> PerLanguageTemperature:
+        """The fitted calibrator a :func:`calibration_payload` describes (as stored)."""
+        fitted = cls(min_labels=int(payload.get("min_labels", 30)))
+        fitted.temperatures_ = {k: float(v) for k, v in payload["temperatures"].items()}
+        fitted.global_temperature_ = float(payload["global_temperature"])
+        fitted.counts_ = {}
+        return fitted
+
     def temperature_for(self, language: str) -> float:
         return self.temperatures_.get(language, self.global_temperature_)
 
@@ -257,3 +267,25 @@ def cross_fitted_report(
             ),
         }
     return calibrator, report
+
+
+def calibration_payload(
+    probabilities: np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    languages: Sequence[str] | np.ndarray,
+    *,
+    min_labels: int,
+    seed: int,
+) -> dict[str, Any]:
+    """What the proxy's and the adapter's calibrations store: temperatures (rounded), the
+    global one, the threshold and the cross-fitted report (:func:`cross_fitted_report`).
+    :meth:`PerLanguageTemperature.from_payload` turns it back into a calibrator."""
+    calibrator, report = cross_fitted_report(
+        probabilities, labels, languages, min_labels=min_labels, seed=seed
+    )
+    return {
+        "temperatures": {k: round(v, 4) for k, v in sorted(calibrator.temperatures_.items())},
+        "global_temperature": round(calibrator.global_temperature_, 4),
+        "min_labels": min_labels,
+        "report": report,
+    }

@@ -142,22 +142,18 @@ def labeled_out_of_fold(
 
 
 def _calibration_payload(oof: OutOfFold, *, seed: int) -> dict[str, Any]:
-    from curation.calibration import cross_fitted_report
+    from curation.calibration import calibration_payload
 
-    calibrator, report = cross_fitted_report(
-        oof.probabilities,
-        oof.label_index,
-        oof.languages,
-        min_labels=MIN_LABELS_FOR_TEMPERATURE,
-        seed=seed,
-    )
     return {
         "fingerprint": oof.fingerprint,
         "label_names": list(oof.label_names),
-        "temperatures": {k: round(v, 4) for k, v in sorted(calibrator.temperatures_.items())},
-        "global_temperature": round(calibrator.global_temperature_, 4),
-        "min_labels": MIN_LABELS_FOR_TEMPERATURE,
-        "report": report,
+        **calibration_payload(
+            oof.probabilities,
+            oof.label_index,
+            oof.languages,
+            min_labels=MIN_LABELS_FOR_TEMPERATURE,
+            seed=seed,
+        ),
     }
 
 
@@ -213,16 +209,11 @@ def calibrate(
     probabilities: np.ndarray, languages: np.ndarray, payload: dict[str, Any] | None
 ) -> np.ndarray:
     """``probabilities`` scaled by each row's language temperature (unchanged without one)."""
-    from curation.calibration import apply_temperature
+    from curation.calibration import PerLanguageTemperature
 
     if payload is None or len(probabilities) == 0:
         return probabilities
-    out = np.empty_like(probabilities, dtype=np.float64)
-    for language in set(languages.tolist()):
-        mask = languages == language
-        temperature = payload["temperatures"].get(language, payload["global_temperature"])
-        out[mask] = apply_temperature(probabilities[mask], temperature)
-    return out
+    return PerLanguageTemperature.from_payload(payload).transform(probabilities, languages)
 
 
 # -- label review ---------------------------------------------------------------------------------

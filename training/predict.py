@@ -178,12 +178,13 @@ class AdapterModel:
         if len(logits) == 0:
             return logits
         if calibrated and self.calibration is not None:
-            temperatures = self.calibration["temperatures"]
-            default = float(self.calibration["global_temperature"])
+            from curation.calibration import PerLanguageTemperature
+
+            calibrator = PerLanguageTemperature.from_payload(self.calibration)
             if languages is None:
-                logits /= default
+                logits /= calibrator.global_temperature_
             else:
-                logits /= np.array([float(temperatures.get(code, default)) for code in languages])[
+                logits /= np.array([calibrator.temperature_for(code) for code in languages])[
                     :, None
                 ]
         logits -= logits.max(axis=1, keepdims=True)

@@ -614,7 +614,7 @@ class Trainer:
     def calibrate(self) -> dict[str, Any] | None:
         """Per-language temperatures on the validation split, with a cross-fitted ECE report
         (curation.calibration); written next to the adapter, used by its predict_proba."""
-        from curation.calibration import cross_fitted_report
+        from curation.calibration import calibration_payload
 
         logits, y_true, languages, _ = self._validation_outputs()
         if len(y_true) == 0 or not np.isfinite(logits).all():
@@ -622,19 +622,13 @@ class Trainer:
         shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
         probabilities = np.exp(shifted)
         probabilities /= probabilities.sum(axis=1, keepdims=True)
-        calibrator, report = cross_fitted_report(
+        payload = calibration_payload(
             probabilities,
             y_true,
             languages,
             min_labels=CALIBRATION_MIN_LABELS,
             seed=self.config.seed,
         )
-        payload = {
-            "temperatures": {k: round(v, 4) for k, v in sorted(calibrator.temperatures_.items())},
-            "global_temperature": round(calibrator.global_temperature_, 4),
-            "min_labels": CALIBRATION_MIN_LABELS,
-            "report": report,
-        }
         adapter = self.run_dir / "adapter"
         if adapter.is_dir():
             temporary = adapter / (CALIBRATION_FILE + ".tmp")
