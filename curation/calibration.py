@@ -192,28 +192,7 @@ class PerLanguageTemperature:
         p = np.asarray(probabilities, dtype=np.float64)
         y = np.asarray(labels, dtype=np.int64)
         lang = np.asarray(languages, dtype=object)
-        calibrated = self.transform(p, lang)
-        rows: dict[str, dict[str, Any]] = {}
-        for language in sorted(set(lang.tolist())):
-            mask = lang == language
-            own = language in self.temperatures_
-            rows[language] = {
-                "labels": int(mask.sum()),
-                "temperature": self.temperature_for(language),
-                "source": "language" if own else "global",
-                "ece_before": expected_calibration_error(p[mask], y[mask], n_bins=self.n_bins),
-                "ece_after": expected_calibration_error(
-                    calibrated[mask], y[mask], n_bins=self.n_bins
-                ),
-            }
-        rows["all"] = {
-            "labels": len(y),
-            "temperature": self.global_temperature_,
-            "source": "global",
-            "ece_before": expected_calibration_error(p, y, n_bins=self.n_bins),
-            "ece_after": expected_calibration_error(calibrated, y, n_bins=self.n_bins),
-        }
-        return rows
+        return _report_rows(self, p, self.transform(p, lang), y, lang, digits=None)
 
 
 def cross_fitted_report(
@@ -248,24 +227,7 @@ def cross_fitted_report(
                 p[fit_rows], y[fit_rows], lang[fit_rows]
             )
             calibrated[judge_rows] = fold.transform(p[judge_rows], lang[judge_rows])
-    report: dict[str, dict[str, Any]] = {}
-    for language in [*sorted(set(lang.tolist())), "all"]:
-        mask = np.ones(len(y), dtype=bool) if language == "all" else lang == language
-        own = language in calibrator.temperatures_
-        report[language] = {
-            "labels": int(mask.sum()),
-            "temperature": round(
-                calibrator.global_temperature_
-                if language == "all"
-                else calibrator.temperature_for(language),
-                4,
-            ),
-            "source": "language" if own else "global",
-            "ece_before": round(expected_calibration_error(p[mask], y[mask], n_bins=n_bins), 4),
-            "ece_after": round(
-                expected_calibration_error(calibrated[mask], y[mask], n_bins=n_bins), 4
-            ),
-        }
+    report = _report_rows(calibrator, p, calibrated, y, lang, digits=4)
     return calibrator, report
 
 
@@ -289,3 +251,40 @@ def calibration_payload(
         "min_labels": min_labels,
         "report": report,
     }
+
+
+def _report_rows(
+    calibrator: PerLanguageTemperature,
+    before: np.ndarray,
+    after: np.ndarray,
+    labels: np.ndarray,
+    languages: np.ndarray,
+    *,
+    digits: int | None,
+) -> dict[str, dict[str, Any]]:
+    """Per language and ``"all"``: labels, temperature and its source, ECE before and after
+    (rounded to ``digits`` when given)."""
+
+    def number(value: float) -> float:
+        return value if digits is None else round(value, digits)
+
+    rows: dict[str, dict[str, Any]] = {}
+    for language in [*sorted(set(languages.tolist())), "all"]:
+        mask = np.ones(len(labels), dtype=bool) if language == "all" else languages == language
+        temperature = (
+            calibrator.global_temperature_
+            if language == "all"
+            else calibrator.temperature_for(language)
+        )
+        rows[language] = {
+            "labels": int(mask.sum()),
+            "temperature": number(temperature),
+            "source": "language" if language in calibrator.temperatures_ else "global",
+            "ece_before": number(
+                expected_calibration_error(before[mask], labels[mask], n_bins=calibrator.n_bins)
+            ),
+            "ece_after": number(
+                expected_calibration_error(after[mask], labels[mask], n_bins=calibrator.n_bins)
+            ),
+        }
+    return rows
