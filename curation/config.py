@@ -245,6 +245,29 @@ class RunConfig(_Section):
     log_format: Literal["text", "json"] = "text"
 
 
+class EngineConfig(_Section):
+    """`[engine]`: where embedding and scoring run (curation.ray_engine).
+
+    "local": this process (the default). "ray": a Ray cluster -- `address` of an existing one
+    ("auto" finds the one this machine belongs to, "ray://host:10001" a remote head), or None to
+    start a private one-machine Ray inside this process. The store of labels, rounds and tasks
+    stays with this process (one writer); the cluster reads the pool's Parquet shards and the
+    vector shards, so with several machines the store folder must be on storage they all see.
+    """
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None
+    # Resources per embedding actor; the engine's threads are matched to num_cpus.
+    num_cpus: Annotated[float, Field(gt=0.0, le=1024.0)] = 1.0
+    num_gpus: Annotated[float, Field(ge=0.0, le=64.0)] = 0.0
+    # Embedding actors: None = as many as the cluster's CPUs (or GPUs) allow.
+    actors: Annotated[int, Field(ge=1)] | None = None
+    # Texts per actor call (Ray Data batch); per vector shard written by the driver.
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 1024
+    # Rows per Parquet pool shard written by ingest (the unit Ray reads and resumes by).
+    pool_shard_rows: Annotated[int, Field(ge=1)] = 100_000
+
+
 class Config(_Section):
     """The whole project file."""
 
@@ -257,6 +280,7 @@ class Config(_Section):
     selection: SelectionConfig = SelectionConfig()
     labelstudio: LabelStudioConfig = LabelStudioConfig()
     run: RunConfig = RunConfig()
+    engine: EngineConfig = EngineConfig()
     # Validated by training.config (a front room checks it at load: curation never imports
     # training); kept raw here so the data rooms stay free of the training stack.
     training: dict[str, Any] = {}

@@ -726,6 +726,12 @@ class Ingestor:
                     utc_now(),
                 ),
             )
+            if report.added and self.config.engine.kind == "ray":
+                # The distributed engine reads the pool as Parquet shards: the file's new
+                # examples become one, committed with them.
+                from curation.pool_shards import sync_pool_shards
+
+                sync_pool_shards(self.store, rows_per_shard=self.config.engine.pool_shard_rows)
         return report
 
     def _label_names(self) -> list[str] | None:

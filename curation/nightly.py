@@ -365,12 +365,13 @@ def stage_ingest(ctx: RunContext) -> StageResult:
 
 
 def stage_embed(ctx: RunContext) -> StageResult:
-    from curation.embeddings import EmbeddingCache, embed_pool
+    from curation.embeddings import EmbeddingCache
+    from curation.pipeline import embed_store
 
     if ctx.dry_run:
         missing, _ = EmbeddingCache.for_config(ctx.store, ctx.config).missing()
         return StageResult("dry-run", {"would_embed": len(missing)})
-    result = embed_pool(ctx.store, ctx.config, progress=ctx.progress)
+    result = embed_store(ctx.store, ctx.config, progress=ctx.progress)
     return StageResult(
         "ok", {"embedded": result["embedded"], "already_embedded": result["already_embedded"]}
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from curation.config import Config, max_similarity_for
-from curation.errors import InputError
+from curation.errors import ConfigError, InputError
 from curation.pool import PoolArrays, RoundItem, load_pool, record_round
 from curation.quality import (
     calibrate,
@@ -96,6 +96,18 @@ def _stored_evaluation(store: Store, fingerprint: str) -> dict | None:
     }
 
 
+def embed_store(store: Store, config: Config, *, progress: bool = True) -> dict:
+    """Embed every example without a vector, on the configured engine (`curate embed` and the
+    nightly embed stage)."""
+    if config.engine.kind == "ray":
+        from curation.ray_engine import embed_pool_ray
+
+        return embed_pool_ray(store, config, progress=progress)
+    from curation.embeddings import embed_pool
+
+    return embed_pool(store, config, progress=progress)
+
+
 def select_round(
     store: Store, config: Config, request: SelectionRequest, *, pool: PoolArrays | None = None
 ) -> dict:
@@ -110,22 +122,37 @@ def select_round(
     from selection.registry import get_strategy
     from selection.uncertainty import margins
 
+    try:
+        strategy = get_strategy(request.strategy, max_similarity=max_similarity_for(config))
+    except (KeyError, TypeError) as exc:
+        raise InputError(str(exc).strip("'\"")) from None
+    view = None
+    if config.engine.kind == "ray":
+        # Scored on the cluster; `pool` is then the labeled examples plus the union of the
+        # shards' candidates, and `view` what is known of the full pool (curation.ray_engine).
+        if config.selection.proxy == "adapter":
+            raise ConfigError(
+                '[selection] proxy = "adapter" scores on the local engine only; use proxy = '
+                '"logistic" with [engine] kind = "ray"'
+            )
+        from curation.ray_engine import distributed_pool
+
+        pool, view = distributed_pool(
+            store,
+            config,
+            candidate_mask=lambda full: candidate_mask(full, request),
+            strategy=strategy,
+            budget=request.budget,
+            seed=request.seed,
+        )
     pool = load_pool(store, config) if pool is None else pool
     if len(pool) == 0:
         raise InputError("no embedded examples: run `curate ingest` and `curate embed` first")
     if pool.not_embedded:
         log.warning("%d examples have no vector yet and are not candidates", pool.not_embedded)
-    try:
-        strategy = get_strategy(request.strategy, max_similarity=max_similarity_for(config))
-    except (KeyError, TypeError) as exc:
-        raise InputError(str(exc).strip("'\"")) from None
     label_names = store.label_names()
     labeled = pool.labeled
-    candidates = ~labeled & ~pool.pending
-    if not request.reselect:
-        candidates &= ~pool.selected_before
-    if request.languages:
-        candidates &= np.isin(pool.languages, list(request.languages))
+    candidates = candidate_mask(pool, request) if view is None else view.candidates
     if not candidates.any():
         raise NoCandidatesError(
             "no candidates left: every embedded example is labeled or already selected; add "
@@ -135,7 +162,9 @@ def select_round(
     rng = np.random.default_rng(request.seed)
 
     candidate_languages = pool.languages[candidates]
-    pool_sizes = dict(Counter(candidate_languages.tolist()))
+    pool_sizes = (
+        dict(Counter(candidate_languages.tolist())) if view is None else dict(view.pool_sizes)
+    )
     labeled_counts = {
         language: int((pool.languages[labeled] == language).sum()) for language in pool_sizes
     }
@@ -175,7 +204,9 @@ def select_round(
     uncertainty = None
     if request.allocation == "need" and f1 is None:
         fit_proxy()
-        if probs is not None:
+        if view is not None:
+            uncertainty = view.uncertainty  # the full pool's, from the shards
+        elif probs is not None:
             margin_uncertainty = 1.0 - margins(probs)
             uncertainty = {
                 language: float(margin_uncertainty[candidate_languages == language].mean())
@@ -275,7 +306,9 @@ def select_round(
         if n_control > 0:
             # A random control slice per language: realized savings against random can later
             # be measured on real annotations.
-            remaining = np.setdiff1d(rows, np.asarray(picked_rows, dtype=np.int64))
+            # With the Ray engine only the shards' uniform sample is a fair draw of the language.
+            pickable = rows if view is None else rows[view.control[rows]]
+            remaining = np.setdiff1d(pickable, np.asarray(picked_rows, dtype=np.int64))
             take = rng.choice(remaining, size=min(n_control, len(remaining)), replace=False)
             for row in take:
                 picked_rows.append(int(row))
@@ -325,7 +358,7 @@ def select_round(
             "allocation": request.allocation,
             "explanations": allocation.explanations,
             "proxy_model_version": None if proxy is None else proxy.version,
-            "candidates": int(candidates.sum()),
+            "candidates": sum(pool_sizes.values()),
             "control": 0,
             "shortfall": 0,
             "skipped_near_duplicates": skipped,
@@ -350,7 +383,7 @@ def select_round(
         "allocation": request.allocation,
         "explanations": allocation.explanations,
         "proxy_model_version": None if proxy is None else proxy.version,
-        "candidates": int(candidates.sum()),
+        "candidates": sum(pool_sizes.values()),
         "control": sum(item.is_control for item in items),
         # Fewer than the budget when the candidates (or the near-duplicate guard) ran out.
         "shortfall": request.budget - len(items),
@@ -358,6 +391,17 @@ def select_round(
         "calibration": decision.get("calibration"),
         "stopping": decision.get("stopping"),
     }
+
+
+def candidate_mask(pool: PoolArrays, request: SelectionRequest) -> np.ndarray:
+    """The rows a selection may pick: unlabeled, not waiting for a label, not picked before
+    (unless ``reselect``), in the requested languages."""
+    candidates = ~pool.labeled & ~pool.pending
+    if not request.reselect:
+        candidates &= ~pool.selected_before
+    if request.languages:
+        candidates &= np.isin(pool.languages, list(request.languages))
+    return candidates
 
 
 def _stopping_decisions(

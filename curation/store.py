@@ -10,6 +10,7 @@ Layout under the store folder (`[store] path`, or `$CURATE_STORE`; default `./cu
     write.holder            who holds the write transaction right now (pid, command, since);
                             written after BEGIN IMMEDIATE, removed before COMMIT
     vectors/<model-slug>/   float32/float16 .npy shards, see curation.embeddings
+    pool/                   the pool as Parquet shards for the Ray engine, see curation.pool_shards
     index/<model-slug>/     persisted FAISS index, see curation.index
 
 One writer at a time: a second writer waits up to `$CURATE_BUSY_TIMEOUT` seconds (default 30)
@@ -352,6 +353,19 @@ MIGRATIONS: list[str] = [
         example_id TEXT NOT NULL REFERENCES examples(id),
         predicted TEXT NOT NULL,
         PRIMARY KEY (fingerprint, example_id)
+    );
+    """,
+    # version 6: the pool as Parquet shards (id, text, language) for a distributed engine to
+    # read (curation.pool_shards): each covers the examples of one rowid range; examples are
+    # never deleted or rewritten, so a shard is final once written.
+    """
+    CREATE TABLE pool_shards (
+        shard INTEGER PRIMARY KEY,
+        path TEXT NOT NULL,
+        rows INTEGER NOT NULL,
+        first_rowid INTEGER NOT NULL,
+        last_rowid INTEGER NOT NULL,
+        created_at TEXT NOT NULL
     );
     """,
 ]

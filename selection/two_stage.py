@@ -102,6 +102,7 @@ __all__ = [
     "ShardPlan",
     "language_stats",
     "merge_candidates",
+    "per_language_plan",
     "plan_shards",
     "score_function_for",
     "shard_candidates",
@@ -495,7 +496,7 @@ class ShardPlan:
     :func:`plan_shards`). ``kwargs()`` gives them as keyword arguments."""
 
     strategy_score: ScoreFunction | None
-    per_language_k: dict[str, int]
+    per_language_k: int | dict[str, int]  # one number: the same for every language
     diversity_sample: int
     diversity_method: str = "uniform"
     max_score_total: int | None = None
@@ -589,6 +590,50 @@ def plan_shards(
         return ShardPlan(None, dict.fromkeys(codes, 0), budget, "farthest")
     reference = 200_000 if reference_per_language is None else reference_per_language
     return ShardPlan(None, dict.fromkeys(codes, 0), spread(reference), "uniform")
+
+
+def per_language_plan(
+    strategy: QueryStrategy | str,
+    budget: int,
+    *,
+    n_shards: int,
+    has_probs: bool = True,
+    control: int = 0,
+    guard_slack: float = 0.5,
+) -> ShardPlan:
+    """Single-pass settings for a caller that selects *per language* with its own quotas
+    (``curate select``: the allocator splits ``budget`` over languages, then the strategy runs
+    on each language's candidates), when the quotas are not known before the pass.
+
+    No quota exceeds ``budget``, so every shard keeps, per language, what the strategy needs
+    for a quota of ``budget``: the top ``budget`` by score (``budget * (1 + guard_slack)``
+    with the near-duplicate guard; ``candidate_factor * budget``, hybrid's exact prefilter,
+    for ``hybrid``), never capped across languages (each language is selected on its own).
+    The diversity sample is hybrid's coverage reference (``max_reference`` per language over all
+    shards, uniform), ``kcenter``'s farthest points, or ``kmeans``'s uniform sub-sample, and at
+    least ``control`` uniform rows per language over all shards, from which the caller draws its
+    random control slice. ``has_probs`` False (no proxy yet: the cold start) keeps only samples.
+    """
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        raise InvalidBudgetError(f"budget must be an int >= 1, got {budget!r}")
+    if n_shards < 1:
+        raise ValueError(f"n_shards must be >= 1, got {n_shards}")
+    strat = get_strategy(strategy) if isinstance(strategy, str) else strategy
+    score = score_function_for(strat) if has_probs else None
+
+    def spread(total: int) -> int:
+        return math.ceil(total / n_shards)
+
+    controls = spread(control) if control > 0 else 0
+    if isinstance(strat, Hybrid):
+        k = strat.candidate_factor * budget if score is not None else 0
+        sample = spread(max(strat.max_reference, control))
+        return ShardPlan(score, k, sample, "uniform")
+    if score is not None:
+        return ShardPlan(score, _score_k(strat, budget, guard_slack), controls, "uniform")
+    if strat.name == "kcenter":
+        return ShardPlan(None, 0, budget + controls, "farthest")
+    return ShardPlan(None, 0, spread(max(200_000, control)), "uniform")
 
 
 def stats_top_k(strategy: QueryStrategy | str, budget: int, *, guard_slack: float = 0.5) -> int:

