@@ -7,6 +7,15 @@ round: fit the proxy on the labeled set, evaluate on the test split (macro-F1 ov
 language, worst language), ask the strategy for ``batch_size`` more ids, reveal their labels.
 AULC is the mean macro-F1 over the ``rounds + 1`` evaluation points (seed set included),
 averaged over seeds.
+
+With ``two_stage_shards`` every query goes through the two-stage path of the Ray engine
+(``[engine] kind = "ray"``, curation.ray_engine.distributed_pool feeding
+curation.pipeline.select_round), run here in one process: the unlabeled rows are split into
+contiguous shards in pool order, each keeps its local candidates
+(:func:`selection.two_stage.shard_candidates` with :func:`selection.two_stage.per_language_plan`),
+and the ordinary selection runs on their union, with the full unlabeled pool's per-language sizes
+and mean uncertainty for the allocation. Comparing its AULC with the local run's measures what the
+two-stage approximation costs.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import sys
 import zlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +33,9 @@ from selection.base import QueryStrategy
 from selection.proxy import LogisticProxy, ProbabilityModel
 from selection.stopping import LanguageHistory, StoppingRule
 from selection.uncertainty import margin_scores
+
+if TYPE_CHECKING:
+    from selection.two_stage import Candidates
 
 __all__ = ["evaluate", "plot_curves", "simulate"]
 
@@ -92,6 +104,7 @@ def simulate(
     progress: bool = True,
     stopping: StoppingRule | None = None,
     stop_set_size: int = 200,
+    two_stage_shards: int | None = None,
 ) -> dict[str, Any]:
     """Run the simulation; see the module docstring.
 
@@ -118,11 +131,15 @@ def simulate(
             bought). The simulation gives the rule no validation curve -- the test split must
             not steer the run -- so a language stops on stable predictions plus
             ``stopping.min_labels``.
+        two_stage_shards: None (default): each query sees the whole unlabeled pool. An int
+            ``n >= 1``: each query is the Ray engine's two-stage selection over ``n`` contiguous
+            shards of the unlabeled rows (see the module docstring); with ``allocation`` None the
+            union goes to :func:`selection.two_stage.two_stage_select`.
 
     Returns:
         ``{"strategies": {name: {"aulc_macro_f1", "curves"}}, "full_pool": {...}}``; with
         ``stopping``, each strategy also has ``"stopped_at"``: per seed, language -> the
-        round it stopped in.
+        round it stopped in; with ``two_stage_shards``, ``"settings": {"two_stage_shards": n}``.
     """
     from selection.registry import get_strategy
 
@@ -141,6 +158,12 @@ def simulate(
         raise ValueError("rounds >= 0, batch_size >= 1 and n_seeds >= 1 are required")
     if stopping is not None and allocation is None:
         raise ValueError("stopping is per language: give an allocation method too")
+    if two_stage_shards is not None and (
+        isinstance(two_stage_shards, bool)
+        or not isinstance(two_stage_shards, (int, np.integer))
+        or two_stage_shards < 1
+    ):
+        raise ValueError(f"two_stage_shards must be None or an int >= 1, got {two_stage_shards!r}")
     ids = list(range(n)) if pool_ids is None else list(pool_ids)
     if len(ids) != n:
         raise ValueError("pool_ids must have one id per pool row")
@@ -226,6 +249,7 @@ def simulate(
                     rng,
                     allocation,
                     params,
+                    two_stage_shards=two_stage_shards,
                 )
                 labeled[chosen] = True
                 if bar is not None:
@@ -238,7 +262,7 @@ def simulate(
     full = factory(labels)
     full.fit(X, y)
     full_eval = evaluate(full, Xt, test_labels, test_languages)
-    return {
+    result: dict[str, Any] = {
         "strategies": {
             name: {
                 "aulc_macro_f1": float(
@@ -254,6 +278,9 @@ def simulate(
             "per_language": full_eval["per_language"],
         },
     }
+    if two_stage_shards is not None:
+        result["settings"] = {"two_stage_shards": int(two_stage_shards)}
+    return result
 
 
 def _stop_sets(
@@ -281,10 +308,25 @@ def _query(
     rng: np.random.Generator,
     allocation: str | None,
     allocation_params: Mapping[str, Any] | None,
+    *,
+    two_stage_shards: int | None = None,
 ) -> np.ndarray:
-    """One query; returns pool row numbers to label."""
+    """One query; returns pool row numbers to label.
+
+    With ``two_stage_shards`` the strategy sees only the union of the shards' candidates
+    (:func:`_two_stage_union`), and the allocation the full unlabeled pool's sizes and mean
+    uncertainty (the shards' :class:`selection.two_stage.LanguageStats`), as
+    curation.pipeline.select_round does with the Ray engine."""
     lab_emb = X[lab_idx]
+    union = None
+    if two_stage_shards is not None:
+        union = _two_stage_union(strategy, unl, probs, X, langs, batch_size, rng, two_stage_shards)
     if allocation is None:
+        if union is not None:
+            from selection.two_stage import two_stage_select
+
+            sel = two_stage_select(union, strategy, batch_size, labeled_embeddings=lab_emb, rng=rng)
+            return np.asarray(sel.ids, dtype=np.int64)
         sel = strategy.select(
             unl,
             batch_size,
@@ -295,12 +337,23 @@ def _query(
             rng=rng,
         )
         return np.asarray(sel.ids, dtype=np.int64)
-    unl_langs = langs[unl]
-    codes = sorted(set(unl_langs.tolist()))
-    pool_sizes = {c: int((unl_langs == c).sum()) for c in codes}
+    if union is None:
+        rows, row_probs = unl, probs
+        row_langs = langs[unl]
+        codes = sorted(set(row_langs.tolist()))
+        pool_sizes = {c: int((row_langs == c).sum()) for c in codes}
+        unc = margin_scores(probs)
+        uncertainty = {c: float(unc[row_langs == c].mean()) for c in codes}
+    else:
+        # the candidates are the union; the allocation sees the whole unlabeled pool, whose
+        # proportions and uncertainties the shards' top-k filter would skew
+        rows, row_probs = np.asarray(union.ids, dtype=np.int64), union.probs
+        assert row_probs is not None
+        row_langs = union.languages
+        codes = sorted(union.stats.rows)
+        pool_sizes = dict(union.stats.rows)
+        uncertainty = union.stats.mean_uncertainty()
     labeled_counts = {c: int((langs[lab_idx] == c).sum()) for c in codes}
-    unc = margin_scores(probs)
-    uncertainty = {c: float(unc[unl_langs == c].mean()) for c in codes}
     alloc = allocate(
         batch_size,
         pool_sizes,
@@ -314,19 +367,61 @@ def _query(
         b = alloc.per_language[c]
         if b < 1:
             continue
-        m = unl_langs == c
-        sub = unl[m]
+        m = row_langs == c
+        sub = rows[m]
         sel = strategy.select(
             sub,
             b,
-            probs=probs[m],
+            probs=row_probs[m],
             embeddings=X[sub],
             labeled_embeddings=lab_emb,
-            languages=unl_langs[m],
+            languages=row_langs[m],
             rng=rng,
         )
         chosen.extend(int(i) for i in sel.ids)
     return np.asarray(chosen, dtype=np.int64)
+
+
+def _two_stage_union(
+    strategy: QueryStrategy,
+    unl: np.ndarray,
+    probs: np.ndarray,
+    X: np.ndarray,
+    langs: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator,
+    n_shards: int,
+) -> Candidates:
+    """The union of the candidates of ``n_shards`` contiguous shards of the unlabeled rows
+    (:class:`selection.two_stage.Candidates`; ids are pool row numbers, in pool order).
+
+    The per-shard settings are the Ray engine's (``per_language_plan`` for ``batch_size``,
+    no control sample: the simulation draws none). Each shard gets a child generator spawned
+    from the round's ``rng``; spawning leaves ``rng``'s own stream untouched, so the strategy
+    afterwards draws exactly what it draws in the local run -- on a union that is the whole
+    pool the two paths pick the same rows."""
+    from selection.two_stage import merge_candidates, per_language_plan, shard_candidates
+
+    plan = per_language_plan(
+        strategy, batch_size, n_shards=n_shards, has_probs=True, control=0
+    ).kwargs()
+    shard_rngs = rng.spawn(n_shards)
+    parts = []
+    for positions, shard_rng in zip(
+        np.array_split(np.arange(len(unl)), n_shards), shard_rngs, strict=True
+    ):
+        rows = unl[positions]
+        parts.append(
+            shard_candidates(
+                rows,
+                probs=probs[positions],
+                embeddings=X[rows],
+                languages=langs[rows],
+                rng=shard_rng,
+                **plan,
+            )
+        )
+    return merge_candidates(parts)
 
 
 def plot_curves(results: Mapping[str, Any], path: str | Path) -> Path:
