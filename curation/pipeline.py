@@ -359,6 +359,8 @@ def select_round(
             "explanations": allocation.explanations,
             "proxy_model_version": None if proxy is None else proxy.version,
             "candidates": sum(pool_sizes.values()),
+            "engine": config.engine.kind,
+            "scoring_tasks": None if view is None else view.shards,
             "control": 0,
             "shortfall": 0,
             "skipped_near_duplicates": skipped,
@@ -384,6 +386,8 @@ def select_round(
         "explanations": allocation.explanations,
         "proxy_model_version": None if proxy is None else proxy.version,
         "candidates": sum(pool_sizes.values()),
+        "engine": config.engine.kind,
+        "scoring_tasks": None if view is None else view.shards,
         "control": sum(item.is_control for item in items),
         # Fewer than the budget when the candidates (or the near-duplicate guard) ran out.
         "shortfall": request.budget - len(items),

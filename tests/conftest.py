@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,89 @@ def run_cli_json(capsys: pytest.CaptureFixture, *args: str) -> dict:
     lines = out.strip().splitlines()
     assert len(lines) == 1, out
     return json.loads(lines[0])
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """A real Ray cluster on this machine: a head node and one worker node, 1 CPU each, started
+    with `ray start` from this environment and stopped at the end of the session. Yields the
+    address for `[engine] address`.
+
+    Stopped by killing the processes whose command line names this cluster's temp folder, not
+    with `ray stop`, which stops every Ray process of the user (another cluster included).
+    Ray advertises the machine's own address for 127.0.0.1 (ray._private.services.
+    resolve_ip_for_localhost): nodes of one machine reach each other on it."""
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+
+    ray = Path(sys.executable).with_name("ray")
+    # short: Ray's unix sockets live under it (a socket path has at most 107 bytes)
+    temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    node = [
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=1",
+        "--object-store-memory=200000000",
+        "--disable-usage-stats",
+    ]
+
+    def start(*args: str) -> None:
+        done = subprocess.run(
+            [str(ray), "start", *args, *node], env=env, capture_output=True, text=True, timeout=180
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    try:
+        start("--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}")
+        start(f"--address={address}")
+        check = (
+            "import ray, time\n"
+            f"ray.init(address={address!r}, log_to_driver=False)\n"
+            "for _ in range(120):\n"
+            "    if sum(n['Alive'] for n in ray.nodes()) == 2: break\n"
+            "    time.sleep(0.5)\n"
+            "print(sum(n['Alive'] for n in ray.nodes()))\n"
+        )
+        alive = subprocess.run(
+            [sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert alive.stdout.strip().splitlines()[-1:] == ["2"], alive.stdout + alive.stderr
+        yield address
+    finally:
+        _kill_processes_naming(str(temp))
+        import shutil
+
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _kill_processes_naming(marker: str) -> None:
+    import contextlib
+    import signal
+    import time
+
+    def holders() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        return found
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in holders():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        for _ in range(50):
+            if not holders():
+                return
+            time.sleep(0.2)

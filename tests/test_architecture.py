@@ -19,6 +19,7 @@ FRONT = (
     "curation.quality",
     "curation.stop_set",
     "curation.pool_drift",
+    "curation.ray_engine",
     "curation.nightly",
     "curation.nightly_steps",
 )
