@@ -259,7 +259,8 @@ class EngineConfig(_Section):
     address: str | None = None
     # Resources per embedding actor; the engine's threads are matched to num_cpus.
     num_cpus: Annotated[float, Field(gt=0.0, le=1024.0)] = 1.0
-    num_gpus: Annotated[float, Field(ge=0.0, le=64.0)] = 0.0
+    # None: one GPU per actor when the cluster has GPUs (the torch twin of the model), else 0.
+    num_gpus: Annotated[float, Field(ge=0.0, le=64.0)] | None = None
     # Embedding actors: None = as many as the cluster's CPUs (or GPUs) allow.
     actors: Annotated[int, Field(ge=1)] | None = None
     # Texts per actor call (Ray Data batch); per vector shard written by the driver.

@@ -103,12 +103,18 @@ def _quiet_ray_data() -> None:
     context.print_on_execution_start = False
 
 
-def _embedding_actors(ray: Any, engine: EngineConfig) -> int:
+def _gpus_per_actor(ray: Any, engine: EngineConfig) -> float:
+    if engine.num_gpus is not None:
+        return engine.num_gpus
+    return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+
+
+def _embedding_actors(ray: Any, engine: EngineConfig, gpus: float) -> int:
     if engine.actors is not None:
         return engine.actors
     resources = ray.cluster_resources()
-    if engine.num_gpus > 0:
-        return max(1, int(resources.get("GPU", 0) // engine.num_gpus))
+    if gpus > 0:
+        return max(1, int(resources.get("GPU", 0) // gpus))
     return max(1, int(resources.get("CPU", 1) // engine.num_cpus))
 
 
@@ -226,7 +232,8 @@ def embed_pool_ray(
     with ray_session(engine) as ray:
         import ray.data
 
-        actors = _embedding_actors(ray, engine)
+        gpus = _gpus_per_actor(ray, engine)
+        actors = _embedding_actors(ray, engine, gpus)
         # The files are known (pool_shards), so they are read by our own zero-CPU tasks rather
         # than read_parquet, whose file-listing step takes a CPU of its own: with every CPU held
         # by an embedding actor for the whole job, it would wait forever.
@@ -238,16 +245,17 @@ def embed_pool_ray(
             fn_constructor_kwargs={
                 "embedding": config.embedding.model_dump(mode="json"),
                 "threads": max(1, math.floor(engine.num_cpus)),
-                "use_gpu": engine.num_gpus > 0,
+                "use_gpu": gpus > 0,
                 "skip": frozenset(skip),
             },
             batch_size=engine.batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=engine.num_cpus,
-            num_gpus=engine.num_gpus or None,
+            num_gpus=gpus or None,
         )
-        log.info("embedding %d texts on Ray with %d actor(s)", missing, actors)
+        log.info("embedding %d texts on Ray with %d actor(s), %s GPU each", missing, actors, gpus)
+        result["actors"] = actors
         with tqdm(
             total=missing, desc="embed (ray)", unit=" texts", disable=not progress, file=sys.stderr
         ) as bar:
