@@ -74,6 +74,8 @@ def ray_session(engine: EngineConfig) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
+    if engine.address is not None:
+        _check_reachable(engine.address)
     # no usage report to a server this machine may not reach; no dashboard for a batch job
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
@@ -90,6 +92,25 @@ def ray_session(engine: EngineConfig) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str, *, timeout: float = 5.0) -> None:
+    """Fail fast on a head node that does not answer: ``ray.init`` retries for minutes, which
+    a nightly job under cron would spend hanging on a typo."""
+    import socket
+
+    target = address.removeprefix("ray://")
+    if address == "auto" or ":" not in target:
+        return  # "auto" is resolved by Ray from this machine's running cluster
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"[engine] address = {address!r}: no Ray head node answers there ({exc}); start "
+            "one with `ray start --head`, or fix the address"
+        ) from None
 
 
 def _quiet_ray_data() -> None:

@@ -171,3 +171,25 @@ def test_per_language_plan_keeps_what_a_quota_of_the_whole_budget_needs() -> Non
 
     kcenter = per_language_plan("kcenter", 40, n_shards=4, control=8).kwargs()
     assert kcenter["diversity_method"] == "farthest" and kcenter["diversity_sample"] == 42
+
+
+def test_an_address_where_no_ray_head_answers_fails_fast_naming_it() -> None:
+    """ray.init would retry for minutes; a nightly job must fail at once with the address."""
+    import socket
+
+    from curation.config import EngineConfig
+    from curation.ray_engine import ray_session
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    with (
+        pytest.raises(ConfigError) as caught,
+        ray_session(EngineConfig(kind="ray", address=address)),
+    ):
+        pass
+    assert str(caught.value) == (
+        f"[engine] address = '{address}': no Ray head node answers there ([Errno 111] "
+        "Connection refused); start one with `ray start --head`, or fix the address"
+    )
