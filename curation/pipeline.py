@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from curation.config import Config, max_similarity_for
-from curation.errors import ConfigError, InputError
+from curation.errors import InputError
 from curation.pool import PoolArrays, RoundItem, load_pool, record_round
 from curation.quality import (
     calibrate,
@@ -130,11 +130,6 @@ def select_round(
     if config.engine.kind == "ray":
         # Scored on the cluster; `pool` is then the labeled examples plus the union of the
         # shards' candidates, and `view` what is known of the full pool (curation.ray_engine).
-        if config.selection.proxy == "adapter":
-            raise ConfigError(
-                '[selection] proxy = "adapter" scores on the local engine only; use proxy = '
-                '"logistic" with [engine] kind = "ray"'
-            )
         from curation.ray_engine import distributed_pool
 
         pool, view = distributed_pool(
@@ -188,7 +183,10 @@ def select_round(
             return  # fitted already (need-allocation and stopping both ask for it)
         if config.selection.proxy == "adapter":
             proxy = AdapterProxy.latest(store)
-            probs = proxy.predict_pool(store, pool.ids[candidates].tolist())
+            if view is not None and view.probs is not None:
+                probs = view.probs[candidates]  # computed on the cluster
+            else:
+                probs = proxy.predict_pool(store, pool.ids[candidates].tolist())
         elif labeled.sum() >= 2 and len(label_names) >= 2:
             proxy = LogisticProxy(label_names).fit(
                 pool.vectors[labeled], pool.labels[labeled], ids=pool.ids[labeled].tolist()

@@ -172,18 +172,93 @@ class EmbedActor:
         return {"id": ids, "vector": np.ascontiguousarray(vectors, dtype=np.float32)}
 
 
+POOL_COLUMNS = ("id", "text", "language")
+
+
 def read_pool_shards(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The (id, text) rows of the Parquet pool shards named in ``batch["path"]``."""
+    """The (id, text, language) rows of the Parquet pool shards named in ``batch["path"]``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.concat_tables(
-        [pq.read_table(str(path), columns=["id", "text"]) for path in batch["path"]]
+        [pq.read_table(str(path), columns=list(POOL_COLUMNS)) for path in batch["path"]]
     )
-    return {
-        "id": np.asarray(table.column("id").to_pylist(), dtype=object),
-        "text": np.asarray(table.column("text").to_pylist(), dtype=object),
-    }
+    return {name: np.asarray(table.column(name).to_pylist(), dtype=object) for name in POOL_COLUMNS}
+
+
+class AdapterActor:
+    """One Ray actor: loads the trained adapter once, then gives class probabilities (columns in
+    the store's label order, as training.predict.predict_pool gives them) for (id, text,
+    language) batches."""
+
+    def __init__(self, run_dir: str, labels: list[str], threads: int, use_gpu: bool) -> None:
+        import torch
+
+        from training.predict import AdapterModel
+
+        torch.set_num_threads(threads)
+        self.model = AdapterModel.load(run_dir, device="cuda" if use_gpu else "cpu")
+        column = {name: i for i, name in enumerate(labels)}
+        self.targets = [column[name] for name in self.model.classes_]
+        self.width = len(labels)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        probs = np.zeros((len(batch["id"]), self.width), dtype=np.float64)
+        if len(probs):
+            probs[:, self.targets] = self.model.predict_proba(
+                [str(t) for t in batch["text"]], [str(c) for c in batch["language"]]
+            )
+        return {"id": batch["id"], "probs": probs}
+
+
+def _pool_dataset(ray: Any, paths: list[str]) -> Any:
+    """The pool shards at ``paths`` as a Ray Dataset of (id, text, language).
+
+    Read by our own zero-CPU tasks rather than read_parquet, whose file-listing step takes a
+    CPU of its own: with every CPU held by an actor for the whole job, it would wait forever."""
+    import ray.data
+
+    return ray.data.from_items(
+        [{"path": path} for path in paths], override_num_blocks=len(paths)
+    ).map_batches(read_pool_shards, batch_size=1, batch_format="numpy", num_cpus=0)
+
+
+def _adapter_probabilities(
+    ray: Any, store: Store, config: Config, ids: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
+    """The latest finished adapter's probabilities for ``ids[rows]`` (NaN elsewhere), computed
+    over the pool shards on an actor pool."""
+    import ray.data
+
+    from curation.pipeline import AdapterProxy
+
+    engine = config.engine
+    adapter = AdapterProxy.latest(store)
+    labels = list(store.label_names())
+    sync_pool_shards(store, rows_per_shard=engine.pool_shard_rows)
+    gpus = _gpus_per_actor(ray, engine)
+    dataset = _pool_dataset(ray, [str(shard.path) for shard in pool_shards(store)]).map_batches(
+        AdapterActor,
+        fn_constructor_kwargs={
+            "run_dir": str(adapter.run_dir),
+            "labels": labels,
+            "threads": max(1, math.floor(engine.num_cpus)),
+            "use_gpu": gpus > 0,
+        },
+        batch_size=engine.batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=_embedding_actors(ray, engine, gpus)),
+        num_cpus=engine.num_cpus,
+        num_gpus=gpus or None,
+    )
+    wanted = {example_id: row for row, example_id in zip(rows, ids[rows].tolist(), strict=True)}
+    out = np.full((len(ids), len(labels)), np.nan)
+    for batch in dataset.iter_batches(batch_size=4096, batch_format="numpy"):
+        for example_id, probs in zip(batch["id"], batch["probs"], strict=True):
+            row = wanted.get(example_id)
+            if row is not None:
+                out[row] = probs
+    return out
 
 
 def _pool_shard_progress(store: Store, key: str) -> list[tuple[Any, int, int]]:
@@ -255,12 +330,7 @@ def embed_pool_ray(
 
         gpus = _gpus_per_actor(ray, engine)
         actors = _embedding_actors(ray, engine, gpus)
-        # The files are known (pool_shards), so they are read by our own zero-CPU tasks rather
-        # than read_parquet, whose file-listing step takes a CPU of its own: with every CPU held
-        # by an embedding actor for the whole job, it would wait forever.
-        dataset = ray.data.from_items(
-            [{"path": str(shard.path)} for shard, _, _ in todo], override_num_blocks=len(todo)
-        ).map_batches(read_pool_shards, batch_size=1, batch_format="numpy", num_cpus=0)
+        dataset = _pool_dataset(ray, [str(shard.path) for shard, _, _ in todo])
         dataset = dataset.map_batches(
             EmbedActor,
             fn_constructor_kwargs={
@@ -311,6 +381,8 @@ class DistributedView:
         uncertainty: mean calibrated margin uncertainty per language over the full pool's
             candidates (None without a proxy).
         shards: scoring tasks run.
+        probs: with ``proxy = "adapter"``, the adapter's probabilities of the reduced pool's
+            rows from the cluster (NaN where not computed), so select need not run it again.
     """
 
     candidates: np.ndarray
@@ -318,6 +390,7 @@ class DistributedView:
     pool_sizes: dict[str, int]
     uncertainty: dict[str, float] | None
     shards: int
+    probs: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -379,15 +452,17 @@ def _score_task(
     calibration: dict | None,
     plan: dict,
     seed: list[int],
+    given_probs: np.ndarray | None = None,
 ) -> Any:
-    """One scoring task: the candidates of a group of vector shards (rows of each given)."""
+    """One scoring task: the candidates of a group of vector shards (rows of each given), with
+    the proxy's probabilities, or ``given_probs`` (the adapter's, computed beforehand)."""
     from curation.quality import calibrate
     from selection.two_stage import shard_candidates
 
     vectors = np.concatenate(
         [np.asarray(np.load(path, mmap_mode="r")[rows], dtype=np.float32) for path, rows in parts]
     )
-    probs = None
+    probs = given_probs
     if proxy is not None:
         probs = calibrate(proxy.predict_proba(vectors), languages, calibration)
     return shard_candidates(
@@ -435,7 +510,8 @@ def distributed_pool(
     label_names = store.label_names()
     proxy = None
     calibration = None
-    if len(label_rows) >= 2 and len(label_names) >= 2:
+    adapter = config.selection.proxy == "adapter"
+    if not adapter and len(label_rows) >= 2 and len(label_names) >= 2:
         proxy = LogisticProxy(label_names).fit(
             labeled_vectors, full.labels[label_rows], ids=full.ids[label_rows].tolist()
         )
@@ -460,10 +536,18 @@ def distributed_pool(
         size += n
     control = math.ceil(budget * config.selection.control_share) * 4
     plan = per_language_plan(
-        strategy, budget, n_shards=max(1, len(groups)), has_probs=proxy is not None, control=control
+        strategy,
+        budget,
+        n_shards=max(1, len(groups)),
+        has_probs=adapter or proxy is not None,
+        control=control,
     )
     seeds = np.random.SeedSequence([seed, 0x5EED]).spawn(len(groups))
     with ray_session(config.engine) as ray:
+        # the adapter reads texts, not vectors: a pass over the pool shards first
+        adapter_probs = (
+            _adapter_probabilities(ray, store, config, full.ids, rows_of) if adapter else None
+        )
         task = ray.remote(_score_task)
         proxy_ref = ray.put(proxy)
         calibration_ref = ray.put(calibration)
@@ -483,6 +567,7 @@ def distributed_pool(
                     calibration_ref,
                     plan.kwargs(),
                     group_seed.generate_state(2).tolist(),
+                    None if adapter_probs is None else adapter_probs[members],
                 )
             )
         parts_done = ray.get(futures)
@@ -511,9 +596,13 @@ def distributed_pool(
     reduced = _subset(full, rows, vectors)
     in_union = np.zeros(len(rows), dtype=bool)
     control_rows = np.zeros(len(rows), dtype=bool)
+    probs = None
     if union is not None and len(union):
         union_at = np.asarray([at[int(r)] for r in union_rows], dtype=np.int64)
         in_union[union_at] = True
+        if adapter and union.probs is not None:
+            probs = np.full((len(rows), union.probs.shape[1]), np.nan)
+            probs[union_at] = union.probs
         kept = Counter(union.languages.tolist())
         whole = np.asarray([kept[c] >= pool_sizes.get(c, 0) for c in union.languages.tolist()])
         control_rows[union_at] = union.sampled | whole
@@ -521,9 +610,10 @@ def distributed_pool(
         candidates=in_union & candidates[rows],
         control=control_rows,
         pool_sizes=pool_sizes,
+        probs=probs,
         uncertainty=(
             None
-            if union is None or proxy is None
+            if union is None or union.probs is None
             else {c: u for c, u in union.stats.mean_uncertainty().items() if c in pool_sizes}
         ),
         shards=len(groups),

@@ -67,3 +67,42 @@ def test_select_uses_the_latest_finished_adapter(project: Path, capsys) -> None:
     assert len(rows) == 8
     assert all(r[0] in {"negative", "neutral", "positive"} and 0 < r[1] <= 1 for r in rows)
     assert all(r[2].startswith("margin ") for r in rows)
+
+
+@pytest.mark.slow
+def test_select_with_the_adapter_on_ray_picks_what_the_local_engine_picks(
+    project: Path, capsys, ray_cluster: str
+) -> None:
+    """The adapter's probabilities come from actors over the pool's Parquet shards; the picks,
+    their scores and predicted labels equal the local engine's (the same store, copied)."""
+    import shutil
+
+    trained = run_cli_json(capsys, "train", "--max-steps", "2")
+    shutil.copytree(project / "data", project / "data-ray")
+    base = (project / "curate.toml").read_text()
+    picks = {}
+    for engine, store, extra in (
+        ("local", "data/store", ""),
+        ("ray", "data-ray/store", f'[engine]\nkind = "ray"\naddress = "{ray_cluster}"\n'),
+    ):
+        (project / "curate.toml").write_text(
+            base.replace('path = "data/store"', f'path = "{store}"') + extra
+        )
+        result = run_cli_json(capsys, "select", "--budget", "8", "--strategy", "margin")
+        assert result["engine"] == engine
+        assert result["proxy_model_version"] == f"adapter:{trained['run_id']}"
+        with Store(project / store) as db:
+            picks[engine] = db.conn.execute(
+                "SELECT example_id, rank, predicted_label, round(predicted_score, 6), reason "
+                "FROM round_items ORDER BY rank"
+            ).fetchall()
+    assert len(picks["local"]) == 8
+    assert picks["ray"] == picks["local"]
+    # the actors read the pool's Parquet shards, which the Ray run wrote (the local one did not)
+    from curation.pool_shards import pool_shards
+
+    for engine, store in (("local", "data/store"), ("ray", "data-ray/store")):
+        with Store(project / store) as db:
+            rows = sum(shard.rows for shard in pool_shards(db))
+            total = db.conn.execute("SELECT COUNT(*) FROM examples").fetchone()[0]
+        assert rows == (total if engine == "ray" else 0)
