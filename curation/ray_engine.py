@@ -22,7 +22,9 @@ to Ray. What runs where:
   uncertainty. For margin, entropy and least confidence the selected ids are the local
   engine's (selection.two_stage's docstring has the argument); for hybrid, a language small
   enough to be kept whole is selected exactly as locally, a larger one against a uniform
-  reference sample of the same size.
+  reference sample of the same size. With ``[selection] proxy = "adapter"`` the trained adapter
+  reads texts, not vectors: it runs first on an actor pool over the Parquet pool shards
+  (:class:`AdapterActor`), and its probabilities go to the same tasks.
 
 The cluster: ``address`` of an existing one ("auto", "host:6379", "ray://host:10001"), or None
 for a private one-machine Ray started inside this process. Workers import this package, so it
@@ -521,18 +523,21 @@ def distributed_pool(
             calibration = proxy_calibration(store, config, labeled_pool, seed=seed)
     if config.selection.stopping.enabled and config.selection.proxy == "logistic":
         # drawn from the full pool's index exactly as locally (it needs no vectors)
-        stop_set._ensure_stop_sets(store, config, full, seed=seed)
+        stop_set.ensure_stop_sets(store, config, full, seed=seed)
 
-    # groups of consecutive vector shards of about `pool_shard_rows` rows: one task each
+    # groups of consecutive vector shards of about `pool_shard_rows` candidate rows: one task
+    # each. Pool order is (shard, row), so a shard's candidates are one slice of `rows_of`.
     rows_of = np.flatnonzero(candidates)
-    groups: list[list[int]] = []
+    shard_ids, starts, counts = np.unique(
+        index.shard[rows_of], return_index=True, return_counts=True
+    )
+    groups: list[list[tuple[int, slice]]] = []
     size = 0
-    for shard in np.unique(index.shard[rows_of]):
-        n = int((index.shard[rows_of] == shard).sum())
+    for shard, start, n in zip(shard_ids.tolist(), starts.tolist(), counts.tolist(), strict=True):
         if not groups or size + n > config.engine.pool_shard_rows:
             groups.append([])
             size = 0
-        groups[-1].append(int(shard))
+        groups[-1].append((shard, slice(start, start + n)))
         size += n
     control = math.ceil(budget * config.selection.control_share) * 4
     plan = per_language_plan(
@@ -553,11 +558,8 @@ def distributed_pool(
         calibration_ref = ray.put(calibration)
         futures = []
         for group, group_seed in zip(groups, seeds, strict=True):
-            members = rows_of[np.isin(index.shard[rows_of], group)]
-            parts = [
-                (index.shard_paths[shard], index.row[members[index.shard[members] == shard]])
-                for shard in group
-            ]
+            members = rows_of[group[0][1].start : group[-1][1].stop]
+            parts = [(index.shard_paths[shard], index.row[rows_of[part]]) for shard, part in group]
             futures.append(
                 task.remote(
                     parts,

@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from selection.stopping import StoppingRule
 
 
-def _ensure_stop_sets(store: Store, config: Config, pool: PoolArrays, *, seed: int) -> None:
+def ensure_stop_sets(store: Store, config: Config, pool: PoolArrays, *, seed: int) -> None:
+    """Draw the stop set of every language of ``pool`` that has none yet (needs the pool's ids,
+    languages and labels only, not its vectors: the Ray engine draws from its index)."""
     size = config.selection.stopping.stop_set_size
     have = {row[0] for row in store.conn.execute("SELECT DISTINCT language FROM stop_set")}
     rows = []
@@ -62,7 +64,7 @@ def record_snapshot(
     seed: int,
 ) -> bool:
     """The proxy's predictions on every stop set, once per labeled set; True when recorded."""
-    _ensure_stop_sets(store, config, pool, seed=seed)
+    ensure_stop_sets(store, config, pool, seed=seed)
     if store.conn.execute(
         "SELECT 1 FROM stop_snapshots WHERE fingerprint = ? LIMIT 1", (fingerprint,)
     ).fetchone():
