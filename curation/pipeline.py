@@ -118,6 +118,7 @@ def select_round(
     """
     from selection.allocation import allocate
     from selection.base import EmptyPoolError
+    from selection.hybrid import Hybrid
     from selection.proxy import LogisticProxy
     from selection.registry import get_strategy
     from selection.uncertainty import margins
@@ -268,6 +269,11 @@ def select_round(
         n_strategy = quota - n_control
         picked_rows: list[int] = []
         if n_strategy > 0:
+            extra = {}
+            if view is not None and isinstance(strategy, Hybrid) and not view.control[rows].all():
+                # A language the shards sampled: its union rows are mostly the ones kept for
+                # their margin; the uniform sample drawn along stands for its population.
+                extra["reference"] = view.control[rows]
             try:
                 selection = strategy.select(
                     pool.ids[rows].tolist(),
@@ -278,6 +284,7 @@ def select_round(
                     labeled_embeddings=np.concatenate(chosen_vectors),
                     languages=candidate_languages[in_language].tolist(),
                     rng=rng,
+                    **extra,
                 )
             except EmptyPoolError:
                 continue

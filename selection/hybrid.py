@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
+from typing import Any
+
 import numpy as np
 
-from selection.base import MissingInputError, Pool, QueryStrategy, Ranking, fmt
+from selection.base import (
+    MissingInputError,
+    Pool,
+    QueryStrategy,
+    Ranking,
+    Selection,
+    ShapeError,
+    fmt,
+    validate_inputs,
+)
 from selection.diversity import TypiClust, coverage_greedy, coverage_radius, kmeans_ranking
 from selection.uncertainty import margin_scores
 
@@ -110,7 +122,49 @@ class Hybrid(QueryStrategy):
             return "cold"
         return "warm"
 
-    def rank(self, pool: Pool, budget: int, rng: np.random.Generator) -> Ranking:
+    def select(
+        self,
+        ids: Sequence[Hashable] | np.ndarray,
+        budget: int,
+        *,
+        probs: np.ndarray | None = None,
+        embeddings: np.ndarray | None = None,
+        labeled_embeddings: np.ndarray | None = None,
+        languages: Sequence[str] | np.ndarray | None = None,
+        rng: np.random.Generator,
+        reference: np.ndarray | None = None,
+    ) -> Selection:
+        """:meth:`QueryStrategy.select`, plus ``reference``: a boolean mask over ``ids`` of the
+        rows that stand for the unlabeled population in the coverage counts. Default: all of
+        them. A caller whose ``ids`` are a prefiltered subset of the pool (the Ray engine's
+        union of shard candidates, mostly rows kept for their margin) passes the uniform sample
+        it drew along, so that "covers many unlabeled neighbours" still means the pool's."""
+        inputs: dict[str, Any] = {
+            "probs": probs,
+            "embeddings": embeddings,
+            "labeled_embeddings": labeled_embeddings,
+            "languages": languages,
+            "rng": rng,
+        }
+        if reference is None:
+            return super().select(ids, budget, **inputs)
+        pool = validate_inputs(ids, budget, **inputs)
+        mask = np.asarray(reference, dtype=bool)
+        if mask.shape != (pool.size,):
+            raise ShapeError(
+                f"reference must be a boolean mask of {pool.size} rows, got shape {mask.shape}"
+            )
+        ranking = self.rank(pool, budget, rng, reference=np.flatnonzero(mask))
+        return self._finish(pool, budget, ranking)
+
+    def rank(
+        self,
+        pool: Pool,
+        budget: int,
+        rng: np.random.Generator,
+        *,
+        reference: np.ndarray | None = None,
+    ) -> Ranking:
         if pool.probs is None and pool.embeddings is None:
             raise MissingInputError("Hybrid needs probs or embeddings (or both); got neither")
         if self.stage(pool) == "cold":
@@ -148,7 +202,13 @@ class Hybrid(QueryStrategy):
             b = shares[code]
             if b < 1:
                 continue
-            cand, why = self._warm(pool, positions, b, rng, unc, labeled_unit)
+            group_reference = None
+            if reference is not None:
+                group_reference = reference[np.isin(reference, positions)]
+                group_reference = group_reference if len(group_reference) else None
+            cand, why = self._warm(
+                pool, positions, b, rng, unc, labeled_unit, reference=group_reference
+            )
             keep = guard.walk(cand, b) if guard is not None else list(range(min(b, len(cand))))
             prefix = f"{code} share {b}: " if code else ""
             for j in keep:

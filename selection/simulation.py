@@ -30,6 +30,7 @@ import numpy as np
 
 from selection.allocation import allocate
 from selection.base import QueryStrategy
+from selection.hybrid import Hybrid
 from selection.proxy import LogisticProxy, ProbabilityModel
 from selection.stopping import LanguageHistory, StoppingRule
 from selection.uncertainty import margin_scores
@@ -369,6 +370,11 @@ def _query(
             continue
         m = row_langs == c
         sub = rows[m]
+        extra = {}
+        if union is not None and isinstance(strategy, Hybrid) and m.sum() < pool_sizes[c]:
+            # a sampled language: the shards' uniform sample is its coverage reference, as
+            # select_round passes it with the Ray engine
+            extra["reference"] = union.sampled[m]
         sel = strategy.select(
             sub,
             b,
@@ -377,6 +383,7 @@ def _query(
             labeled_embeddings=lab_emb,
             languages=row_langs[m],
             rng=rng,
+            **extra,
         )
         chosen.extend(int(i) for i in sel.ids)
     return np.asarray(chosen, dtype=np.int64)

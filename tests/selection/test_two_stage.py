@@ -479,3 +479,64 @@ def test_plan_repr_and_settings() -> None:
     assert hybrid.diversity_sample == 5000
     kcenter = plan_shards("kcenter", 20, stats=stats, n_shards=4)
     assert (kcenter.diversity_method, kcenter.diversity_sample) == ("farthest", 20)
+
+
+def _two_clusters(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """40 rows near axis 0 (rows 0-39) and 40 near axis 1 (rows 40-79), equal margins, and 30
+    labeled rows far from both."""
+    d = 8
+    x = np.zeros((80, d), dtype=np.float32)
+    x[:40, 0] = 1.0
+    x[40:, 1] = 1.0
+    x += 0.05 * rng.standard_normal(x.shape).astype(np.float32)
+    probs = np.tile([0.4, 0.35, 0.25], (80, 1))
+    labeled = np.zeros((30, d), dtype=np.float32)
+    labeled[:, 2] = 1.0
+    return x, probs, labeled
+
+
+@pytest.mark.parametrize("cluster", [0, 1])
+def test_hybrid_coverage_counts_the_reference_rows_only(cluster: int) -> None:
+    """`Hybrid.select(reference=mask)`: coverage is counted on the masked rows (the Ray
+    engine's uniform sample), so with the reference inside one cluster every pick covering
+    it is from that cluster; the reasons say the count is an estimate."""
+    x, probs, labeled = _two_clusters(np.random.default_rng(0))
+    reference = np.zeros(80, dtype=bool)
+    reference[cluster * 40 : cluster * 40 + 40 : 2] = True  # 20 rows of one cluster
+    strategy = get_strategy(
+        "default",
+        max_similarity=None,
+        coverage_similarity=0.5,
+        language_balance=None,
+        candidate_factor=30,  # every row passes the margin prefilter (equal margins)
+    )
+    chosen = strategy.select(
+        np.arange(80),
+        3,
+        probs=probs,
+        embeddings=x,
+        labeled_embeddings=labeled,
+        rng=np.random.default_rng(1),
+        reference=reference,
+    )
+    assert chosen.ids[0] // 40 == cluster
+    assert chosen.reasons[0].endswith("covers ~20 sampled unlabeled neighbours")
+    whole = strategy.select(
+        np.arange(80),
+        3,
+        probs=probs,
+        embeddings=x,
+        labeled_embeddings=labeled,
+        rng=np.random.default_rng(1),
+    )
+    assert whole.reasons[0].endswith("covers 40 unlabeled neighbours")
+    with pytest.raises(ShapeError, match=r"reference must be a boolean mask of 80 rows"):
+        strategy.select(
+            np.arange(80),
+            3,
+            probs=probs,
+            embeddings=x,
+            labeled_embeddings=labeled,
+            rng=np.random.default_rng(1),
+            reference=reference[:10],
+        )
