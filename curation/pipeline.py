@@ -595,10 +595,15 @@ def simulate_files(
     allocation: str | None,
     progress: bool,
     stopping: bool = False,
+    two_stage_shards: int | None = None,
 ) -> dict:
     """`curate simulate`. With ``stopping``, the same simulation runs without and with
     ``[selection.stopping]``'s rule, and ``results["stopping"]`` compares them per strategy:
-    final labels, labels saved, final macro-F1 change, the rounds languages stopped in."""
+    final labels, labels saved, final macro-F1 change, the rounds languages stopped in.
+
+    With ``two_stage_shards``, it runs on one machine and again the way the Ray engine selects
+    (that many shards keep local candidates, the selection runs on their union; no Ray needed,
+    the same functions), and ``results["two_stage"]`` compares their AULC per strategy."""
     from selection.simulation import simulate
     from selection.stopping import StoppingRule
 
@@ -612,8 +617,12 @@ def simulate_files(
         raise InputError(f"{test}: no labeled rows to evaluate on")
     if stopping and allocation is None:
         raise InputError("--stopping is per language: give --allocation too")
+    if stopping and two_stage_shards is not None:
+        raise InputError(
+            "--stopping and --two-stage-shards each compare against a run of their own: pick one"
+        )
 
-    def run(rule: StoppingRule | None) -> dict:
+    def run(rule: StoppingRule | None, shards: int | None = None) -> dict:
         return simulate(
             pool["vectors"],
             pool["labels"],
@@ -635,6 +644,7 @@ def simulate_files(
             progress=progress,
             stopping=rule,
             stop_set_size=config.selection.stopping.stop_set_size,
+            two_stage_shards=shards,
         )
 
     if stopping:
@@ -647,6 +657,21 @@ def simulate_files(
             "rule": repr(rule),
             "per_strategy": {
                 name: _stopping_comparison(without["strategies"][name], values)
+                for name, values in results["strategies"].items()
+            },
+        }
+    elif two_stage_shards is not None:
+        results = run(None)
+        distributed = run(None, two_stage_shards)
+        results["two_stage"] = {
+            "shards": two_stage_shards,
+            "per_strategy": {
+                name: {
+                    "aulc_local": values["aulc_macro_f1"],
+                    "aulc_two_stage": distributed["strategies"][name]["aulc_macro_f1"],
+                    "difference": distributed["strategies"][name]["aulc_macro_f1"]
+                    - values["aulc_macro_f1"],
+                }
                 for name, values in results["strategies"].items()
             },
         }
@@ -664,6 +689,7 @@ def simulate_files(
         "seeds": seeds,
         "allocation": allocation,
         "stopping": stopping,
+        "two_stage_shards": two_stage_shards,
         "config_hash": hashlib.sha256(
             json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()
         ).hexdigest()[:12],

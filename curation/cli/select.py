@@ -159,6 +159,15 @@ def simulate(
             "saved, final macro-F1 change (needs --allocation).",
         ),
     ] = False,
+    two_stage_shards: Annotated[
+        int | None,
+        typer.Option(
+            "--two-stage-shards",
+            min=1,
+            help='Run again the way [engine] kind = "ray" selects (N shards keep local '
+            "candidates, the selection runs on their union; no cluster needed) and compare AULC.",
+        ),
+    ] = None,
     output: Annotated[Path, typer.Option("--output", "-o")] = Path("results.json"),
     plot: Annotated[Path | None, typer.Option("--plot", help="PNG of the curves.")] = None,
     json_output: JsonOption = False,
@@ -189,6 +198,7 @@ def simulate(
         allocation=allocation,
         progress=show_progress(json_output),
         stopping=stopping,
+        two_stage_shards=two_stage_shards,
     )
     output.write_text(json.dumps(results, indent=2))
     if plot is not None:
@@ -208,6 +218,8 @@ def simulate(
             name: {k: v for k, v in row.items() if k != "stopped_at"}
             for name, row in results["stopping"]["per_strategy"].items()
         }
+    if two_stage_shards is not None:
+        summary["two_stage"] = results["two_stage"]
     if json_output:
         emit_json(summary)
         return
@@ -231,6 +243,18 @@ def simulate(
                 f"{row['labels_with']:.0f}",
                 f"{row['labels_saved']:.0f} ({share:.0f}%)",
                 f"{row['macro_f1_change']:+.4f}",
+            )
+        print_table(table)
+    if two_stage_shards is not None:
+        table = Table(title=f"two-stage selection over {two_stage_shards} shards (the Ray engine)")
+        for column in ("strategy", "AULC local", "AULC two-stage", "difference"):
+            table.add_column(column, justify="left" if column == "strategy" else "right")
+        for name, row in results["two_stage"]["per_strategy"].items():
+            table.add_row(
+                name,
+                f"{row['aulc_local']:.4f}",
+                f"{row['aulc_two_stage']:.4f}",
+                f"{row['difference']:+.4f}",
             )
         print_table(table)
     stdout.print(

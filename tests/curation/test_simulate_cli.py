@@ -52,3 +52,31 @@ def test_simulate_with_stopping_compares_labels_and_f1(project: Path, capsys) ->
     code, _, err = run(capsys, *args, "--stopping")
     assert code == 2
     assert err.strip() == "error: --stopping is per language: give --allocation too"
+
+
+def test_simulate_two_stage_compares_the_ray_engines_selection_with_local(
+    project: Path, capsys
+) -> None:
+    """`--two-stage-shards N`: the same seeds once locally and once the way the Ray engine
+    selects. Margin's union holds every row it would pick, so the AULCs are equal; hybrid on
+    languages small enough to be kept whole is equal too."""
+    args = ["simulate", "--train", "train.jsonl", "--test", "test.jsonl"]
+    args += ["--strategy", "margin", "--strategy", "default", "--allocation", "need"]
+    args += ["--rounds", "3", "--batch-size", "12", "--seed-size", "24", "--seeds", "2"]
+    summary = run_json(capsys, *args, "--two-stage-shards", "4")
+    per_strategy = summary["two_stage"]["per_strategy"]
+    assert summary["two_stage"]["shards"] == 4 and sorted(per_strategy) == ["default", "margin"]
+    for row in per_strategy.values():
+        assert row["aulc_two_stage"] == row["aulc_local"] and row["difference"] == 0.0
+    results = json.loads(Path("results.json").read_text(encoding="utf-8"))
+    assert results["setup"]["two_stage_shards"] == 4
+    assert results["two_stage"] == summary["two_stage"]
+
+    code, _, err = run(capsys, *args, "--two-stage-shards", "0")
+    assert code == 2 and "--two-stage-shards" in err
+    code, _, err = run(capsys, *args, "--two-stage-shards", "2", "--stopping")
+    assert code == 2
+    assert err.strip() == (
+        "error: --stopping and --two-stage-shards each compare against a run of their own: "
+        "pick one"
+    )
