@@ -42,13 +42,13 @@ What is timed (perf_counter in the child, around the call only; ingest is not ti
 For Ray the pool is ingested with ``pool_shard_rows`` = ``batch_size`` = ``chunk_size`` = --batch
 (default 200): a Parquet pool shard is the unit Ray Data hands to an actor, so with the default
 100,000 rows a 1,600-text pool would be one block and one actor would do all the work; the driver
-iterates in batches of ``chunk_size``. The local runs use
-the default config (calls of 512 texts, chunks of 4,096).
+iterates in batches of ``chunk_size``. The local runs use the default config (calls of 512
+texts, chunks of 4,096).
 
 Vectors of every run are compared, by example id, with those of the first local-2t run (max abs
 difference; 0.0 means bit-identical).
 
-    python benchmarks/ray_embed_throughput.py        # 1,600 texts x 3 repeats, ~10 min here
+    python benchmarks/ray_embed_throughput.py        # 1,600 texts x 3 repeats, ~8 min here
     python benchmarks/ray_embed_throughput.py --texts 80 --repeats 1 --batch 10 --out /tmp/s.json
 
 Writes benchmarks/results/ray_embed_throughput.json (--out) and prints a markdown table.
@@ -522,8 +522,9 @@ def main(argv: list[str] | None = None) -> None:
     for record in records:
         languages[record["language"]] = languages.get(record["language"], 0) + 1
     result = {
-        "command": "python benchmarks/ray_embed_throughput.py "
-        + " ".join(a for a in (argv if argv is not None else sys.argv[1:])),
+        "command": " ".join(
+            ["python benchmarks/ray_embed_throughput.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": {
             "cpus": os.cpu_count(),
