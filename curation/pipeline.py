@@ -366,6 +366,7 @@ def select_round(
             "candidates": sum(pool_sizes.values()),
             "engine": config.engine.kind,
             "scoring_tasks": None if view is None else view.shards,
+            "candidates_kept": None if view is None else view.kept,
             "control": 0,
             "shortfall": 0,
             "skipped_near_duplicates": skipped,
@@ -393,6 +394,7 @@ def select_round(
         "candidates": sum(pool_sizes.values()),
         "engine": config.engine.kind,
         "scoring_tasks": None if view is None else view.shards,
+        "candidates_kept": None if view is None else view.kept,
         "control": sum(item.is_control for item in items),
         # Fewer than the budget when the candidates (or the near-duplicate guard) ran out.
         "shortfall": request.budget - len(items),

@@ -34,6 +34,7 @@ on storage every node sees.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -383,6 +384,7 @@ class DistributedView:
         uncertainty: mean calibrated margin uncertainty per language over the full pool's
             candidates (None without a proxy).
         shards: scoring tasks run.
+        kept: rows in the union of the tasks' candidates.
         probs: with ``proxy = "adapter"``, the adapter's probabilities of the reduced pool's
             rows from the cluster (NaN where not computed), so select need not run it again.
     """
@@ -392,6 +394,7 @@ class DistributedView:
     pool_sizes: dict[str, int]
     uncertainty: dict[str, float] | None
     shards: int
+    kept: int = 0
     probs: np.ndarray | None = None
 
 
@@ -455,11 +458,14 @@ def _score_task(
     plan: dict,
     seed: list[int],
     given_probs: np.ndarray | None = None,
+    stats_top_k: int = 0,
 ) -> Any:
-    """One scoring task: the candidates of a group of vector shards (rows of each given), with
-    the proxy's probabilities, or ``given_probs`` (the adapter's, computed beforehand)."""
+    """One scoring task over a group of vector shards (rows of each given), with the proxy's
+    probabilities or ``given_probs`` (the adapter's, computed beforehand): its candidates, or
+    with ``stats_top_k`` only its per-language statistics and best ``stats_top_k`` scores (the
+    first pass, from which the driver sets each language's score threshold)."""
     from curation.quality import calibrate
-    from selection.two_stage import shard_candidates
+    from selection.two_stage import language_stats, shard_candidates
 
     vectors = np.concatenate(
         [np.asarray(np.load(path, mmap_mode="r")[rows], dtype=np.float32) for path, rows in parts]
@@ -467,6 +473,14 @@ def _score_task(
     probs = given_probs
     if proxy is not None:
         probs = calibrate(proxy.predict_proba(vectors), languages, calibration)
+    if stats_top_k:
+        return language_stats(
+            languages,
+            probs=probs,
+            n_rows=len(ids),
+            strategy_score=plan["strategy_score"],
+            top_k=stats_top_k,
+        )
     return shard_candidates(
         ids,
         probs=probs,
@@ -495,7 +509,7 @@ def distributed_pool(
     from curation import stop_set
     from curation.quality import proxy_calibration
     from selection.proxy import LogisticProxy
-    from selection.two_stage import merge_candidates, per_language_plan
+    from selection.two_stage import LanguageStats, merge_candidates, per_language_plan
 
     cache = EmbeddingCache.for_config(store, config)
     index = _pool_index(store, cache)
@@ -556,23 +570,41 @@ def distributed_pool(
         task = ray.remote(_score_task)
         proxy_ref = ray.put(proxy)
         calibration_ref = ray.put(calibration)
-        futures = []
-        for group, group_seed in zip(groups, seeds, strict=True):
-            members = rows_of[group[0][1].start : group[-1][1].stop]
-            parts = [(index.shard_paths[shard], index.row[rows_of[part]]) for shard, part in group]
-            futures.append(
-                task.remote(
-                    parts,
-                    full.ids[members],
-                    full.languages[members],
-                    proxy_ref,
-                    calibration_ref,
-                    plan.kwargs(),
-                    group_seed.generate_state(2).tolist(),
-                    None if adapter_probs is None else adapter_probs[members],
+
+        def run_tasks(plan_kwargs: dict, stats_top_k: int = 0) -> list:
+            futures = []
+            for group, group_seed in zip(groups, seeds, strict=True):
+                members = rows_of[group[0][1].start : group[-1][1].stop]
+                parts = [
+                    (index.shard_paths[shard], index.row[rows_of[part]]) for shard, part in group
+                ]
+                futures.append(
+                    task.remote(
+                        parts,
+                        full.ids[members],
+                        full.languages[members],
+                        proxy_ref,
+                        calibration_ref,
+                        plan_kwargs,
+                        group_seed.generate_state(2).tolist(),
+                        None if adapter_probs is None else adapter_probs[members],
+                        stats_top_k,
+                    )
                 )
+            return ray.get(futures)
+
+        if plan.strategy_score is not None and len(groups) > 1:
+            # First pass: each language's best k scores over the whole pool, so that every task
+            # keeps only rows that reach the pool-wide k-th best score of their language (about
+            # k rows per language in all, not k per task: at 100 languages in tasks of 100 000
+            # rows, k per task would keep nearly every row). Rows that reach it are never
+            # dropped, so the selection stays exact.
+            k = int(plan.per_language_k)
+            stats = LanguageStats.merge(run_tasks(plan.kwargs(), stats_top_k=k))
+            plan = dataclasses.replace(
+                plan, score_threshold={c: stats.kth_score(k, code=c) for c in stats.rows}
             )
-        parts_done = ray.get(futures)
+        parts_done = run_tasks(plan.kwargs())
     union = merge_candidates(parts_done) if parts_done else None
 
     # the reduced pool: labeled rows, the union and the stop sets, in pool order
@@ -619,6 +651,7 @@ def distributed_pool(
             else {c: u for c, u in union.stats.mean_uncertainty().items() if c in pool_sizes}
         ),
         shards=len(groups),
+        kept=0 if union is None else len(union),
     )
     return reduced, view
 

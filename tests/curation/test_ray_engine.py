@@ -231,8 +231,16 @@ def test_select_on_ray_with_many_scoring_tasks_still_picks_what_local_picks(
                 "SELECT COUNT(DISTINCT m.shard) FROM embeddings m LEFT JOIN labels l "
                 "ON l.example_id = m.example_id WHERE l.example_id IS NULL"
             ).fetchone()[0]
+            per_language = store.conn.execute(
+                "SELECT e.language, COUNT(*) FROM examples e LEFT JOIN labels l "
+                "ON l.example_id = e.id WHERE l.example_id IS NULL GROUP BY e.language"
+            ).fetchall()
         if engine == "ray":
             assert result["scoring_tasks"] == with_candidates > 1
+            # The first pass sets each language's bar at its pool-wide 38th best margin score
+            # (25 plus half for the near-duplicate guard): all tasks together keep 38 rows of a
+            # language, not 38 each.
+            assert result["candidates_kept"] == sum(min(38, n) for _, n in per_language)
     assert picked["ray"] == picked["local"]
 
 
