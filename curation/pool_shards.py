@@ -24,6 +24,9 @@ from curation.store import Store, utc_now
 __all__ = ["PoolShard", "pool_folder", "pool_shards", "sync_pool_shards"]
 
 POOL_FOLDER = "pool"
+#: Rows per Parquet row group: the unit a distributed reader hands to one worker, so that a
+#: single large shard still feeds every embedding actor.
+ROW_GROUP_ROWS = 2048
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ def sync_pool_shards(store: Store, *, rows_per_shard: int = 100_000) -> list[Poo
                     }
                 )
                 temporary = path.with_suffix(".parquet.tmp")
-                pq.write_table(table, temporary)
+                pq.write_table(table, temporary, row_group_size=ROW_GROUP_ROWS)
                 with open(temporary, "rb+") as handle:
                     os.fsync(handle.fileno())
                 os.replace(temporary, path)

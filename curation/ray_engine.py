@@ -179,12 +179,16 @@ POOL_COLUMNS = ("id", "text", "language")
 
 
 def read_pool_shards(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The (id, text, language) rows of the Parquet pool shards named in ``batch["path"]``."""
+    """The (id, text, language) rows of the Parquet row groups named in ``batch`` (``path``,
+    ``row_group``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.concat_tables(
-        [pq.read_table(str(path), columns=list(POOL_COLUMNS)) for path in batch["path"]]
+        [
+            pq.ParquetFile(str(path)).read_row_group(int(group), columns=list(POOL_COLUMNS))
+            for path, group in zip(batch["path"], batch["row_group"], strict=True)
+        ]
     )
     return {name: np.asarray(table.column(name).to_pylist(), dtype=object) for name in POOL_COLUMNS}
 
@@ -215,15 +219,22 @@ class AdapterActor:
 
 
 def _pool_dataset(ray: Any, paths: list[str]) -> Any:
-    """The pool shards at ``paths`` as a Ray Dataset of (id, text, language).
+    """The pool shards at ``paths`` as a Ray Dataset of (id, text, language), one block per
+    Parquet row group (so that one large shard still feeds every actor).
 
     Read by our own zero-CPU tasks rather than read_parquet, whose file-listing step takes a
     CPU of its own: with every CPU held by an actor for the whole job, it would wait forever."""
+    import pyarrow.parquet as pq
     import ray.data
 
-    return ray.data.from_items(
-        [{"path": path} for path in paths], override_num_blocks=len(paths)
-    ).map_batches(read_pool_shards, batch_size=1, batch_format="numpy", num_cpus=0)
+    items = [
+        {"path": path, "row_group": group}
+        for path in paths
+        for group in range(pq.ParquetFile(path).num_row_groups)
+    ]
+    return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        read_pool_shards, batch_size=1, batch_format="numpy", num_cpus=0
+    )
 
 
 def _adapter_probabilities(

@@ -193,3 +193,31 @@ def test_an_address_where_no_ray_head_answers_fails_fast_naming_it() -> None:
         f"[engine] address = '{address}': no Ray head node answers there ([Errno 111] "
         "Connection refused); start one with `ray start --head`, or fix the address"
     )
+
+
+def test_shards_are_written_in_row_groups_that_workers_read_one_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ray worker reads one row group (curation.ray_engine.read_pool_shards), so a single
+    large shard still feeds every actor."""
+    import curation.pool_shards as module
+    from curation.ray_engine import read_pool_shards
+
+    monkeypatch.setattr(module, "ROW_GROUP_ROWS", 4)
+    config = engine_config(tmp_path / "store", rows=100)
+    with Store(config.store.path) as store:
+        ingest_files(store, config, [write_pool(tmp_path / "a.jsonl", 0, 10)], progress=False)
+        (shard,) = pool_shards(store)
+    assert [pq.ParquetFile(shard.path).metadata.row_group(i).num_rows for i in range(3)] == [
+        4,
+        4,
+        2,
+    ]
+    import numpy as np
+
+    batch = read_pool_shards(
+        {"path": np.asarray([str(shard.path)] * 2), "row_group": np.asarray([2, 0])}
+    )
+    assert batch["id"].tolist() == ["x8", "x9", "x0", "x1", "x2", "x3"]
+    assert batch["text"].tolist()[:2] == ["text 8", "text 9"]
+    assert batch["language"].tolist()[:2] == ["fr", "en"]
