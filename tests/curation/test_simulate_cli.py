@@ -77,6 +77,5 @@ def test_simulate_two_stage_compares_the_ray_engines_selection_with_local(
     code, _, err = run(capsys, *args, "--two-stage-shards", "2", "--stopping")
     assert code == 2
     assert err.strip() == (
-        "error: --stopping and --two-stage-shards each compare against a run of their own: "
-        "pick one"
+        "error: --stopping and --two-stage-shards each compare against a run of their own: pick one"
     )
