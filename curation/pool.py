@@ -39,6 +39,20 @@ class PoolArrays:
         return len(self.ids)
 
 
+def selected_and_pending(store: Store) -> tuple[set[str], set[str]]:
+    """Ids picked by an earlier selection round, and ids pushed to Label Studio and not
+    labeled yet."""
+    selected = {row[0] for row in store.conn.execute("SELECT example_id FROM round_items")}
+    pending = {
+        row[0]
+        for row in store.conn.execute(
+            "SELECT t.example_id FROM tasks t LEFT JOIN labels l ON l.example_id = t.example_id "
+            "WHERE l.example_id IS NULL"
+        )
+    }
+    return selected, pending
+
+
 def load_pool(store: Store, config: Config) -> PoolArrays:
     cache = EmbeddingCache.for_config(store, config)
     ids, vectors = cache.load()
@@ -49,14 +63,7 @@ def load_pool(store: Store, config: Config) -> PoolArrays:
             "LEFT JOIN labels l ON l.example_id = e.id"
         )
     }
-    selected = {row[0] for row in store.conn.execute("SELECT example_id FROM round_items")}
-    pending = {
-        row[0]
-        for row in store.conn.execute(
-            "SELECT t.example_id FROM tasks t LEFT JOIN labels l ON l.example_id = t.example_id "
-            "WHERE l.example_id IS NULL"
-        )
-    }
+    selected, pending = selected_and_pending(store)
     return PoolArrays(
         ids=np.asarray(ids, dtype=object),
         languages=np.asarray([info[i][0] for i in ids], dtype=object),

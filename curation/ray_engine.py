@@ -51,7 +51,7 @@ import numpy as np
 from curation.config import Config, EmbeddingConfig, EngineConfig
 from curation.embeddings import EmbeddingCache, make_embedder, passage_prefix
 from curation.errors import ConfigError, InputError
-from curation.pool import PoolArrays
+from curation.pool import PoolArrays, selected_and_pending
 from curation.pool_shards import pool_shards, sync_pool_shards
 from curation.store import Store
 
@@ -428,14 +428,7 @@ def _pool_index(store: Store, cache: EmbeddingCache) -> _PoolIndex:
         (cache.key,),
     ).fetchall()
     ids = np.asarray([r[0] for r in mapping], dtype=object)
-    selected = {row[0] for row in store.conn.execute("SELECT example_id FROM round_items")}
-    pending = {
-        row[0]
-        for row in store.conn.execute(
-            "SELECT t.example_id FROM tasks t LEFT JOIN labels l ON l.example_id = t.example_id "
-            "WHERE l.example_id IS NULL"
-        )
-    }
+    selected, pending = selected_and_pending(store)
     total = store.conn.execute("SELECT COUNT(*) FROM examples").fetchone()[0]
     pool = PoolArrays(
         ids=ids,
