@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from curation.adapter_proxy import AdapterProxy
 from curation.config import Config, max_similarity_for
 from curation.errors import InputError
 from curation.pool import PoolArrays, RoundItem, load_pool, record_round
@@ -453,36 +454,6 @@ def _predict_rows(proxy, vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:  
         chunk = rows[start : start + PREDICT_CHUNK]
         out[start : start + len(chunk)] = proxy.predict_proba(vectors[chunk])
     return out
-
-
-class AdapterProxy:
-    """The latest finished adapter training run as the probability source for selection."""
-
-    def __init__(self, run_id: str, run_dir: Path, classes: list[str]) -> None:
-        self.run_dir = run_dir
-        self.classes_ = tuple(classes)
-        self.version = f"adapter:{run_id}"
-
-    def __repr__(self) -> str:
-        return f"AdapterProxy(version={self.version!r})"
-
-    @classmethod
-    def latest(cls, store: Store) -> AdapterProxy:
-        from training import runs
-
-        finished = [r for r in runs.list_runs(store) if r["status"] == "finished"]
-        if not finished:
-            raise InputError(
-                '[selection] proxy = "adapter" but no finished `curate train` run exists'
-            )
-        record = finished[-1]
-        return cls(record["id"], runs.run_dir(store, record["id"]), store.label_names())
-
-    def predict_pool(self, store: Store, example_ids: list[str]) -> np.ndarray:
-        from training.predict import predict_pool
-
-        _, probs = predict_pool(store, self.run_dir, example_ids=example_ids)
-        return probs
 
 
 def top_up(allocation, request: SelectionRequest, pool_sizes: dict[str, int]):  # noqa: ANN001

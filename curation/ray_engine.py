@@ -244,7 +244,7 @@ def _adapter_probabilities(
     over the pool shards on an actor pool."""
     import ray.data
 
-    from curation.pipeline import AdapterProxy
+    from curation.adapter_proxy import AdapterProxy
 
     engine = config.engine
     adapter = AdapterProxy.latest(store)

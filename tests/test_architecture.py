@@ -20,6 +20,7 @@ FRONT = (
     "curation.stop_set",
     "curation.pool_drift",
     "curation.ray_engine",
+    "curation.adapter_proxy",
     "curation.nightly",
     "curation.nightly_steps",
 )
