@@ -671,6 +671,12 @@ def execute(
     if dry_run:
         import tempfile
 
+        # On the local engine: the Ray engine writes the pool's Parquet shards into the store
+        # folder (the scratch copy reads the real one's), and a dry run writes nothing there.
+        config = config.model_copy(
+            update={"engine": config.engine.model_copy(update={"kind": "local"})}
+        )
+
         with tempfile.TemporaryDirectory(prefix="curate-dry-run-") as scratch:
             store = _scratch_copy(config, Path(scratch))
             try:

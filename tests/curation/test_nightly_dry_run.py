@@ -78,3 +78,35 @@ def test_dry_run_and_real_run_select_the_same(project: Path) -> None:  # noqa: F
     _, real, _ = curate_run(project)
     assert real["stages"]["select"]["counts"]["selected"] == 15
     assert real["stages"]["select"]["counts"]["per_language"] == {"en": 5, "es": 5, "fr": 5}
+
+
+@pytest.mark.slow
+def test_a_dry_run_with_the_ray_engine_writes_nothing_and_needs_no_cluster(
+    project: Path,  # noqa: F811
+) -> None:
+    """The Ray engine writes the pool's Parquet shards into the store folder, which a dry run's
+    scratch copy shares: a dry run runs on the local engine instead (here the configured head
+    does not even answer)."""
+    import socket
+
+    code, _, err = curate_run(project)
+    assert code in (0, 3), err
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    toml = project / "curate.toml"
+    toml.write_text(toml.read_text() + f'[engine]\nkind = "ray"\naddress = "127.0.0.1:{port}"\n')
+    (project / "inbox" / "more.jsonl").write_text(
+        "".join(
+            json.dumps({"id": f"m{i}", "text": f"more {i}", "language": "en"}) + "\n"
+            for i in range(4)
+        )
+    )
+    store = project / "curation-data"
+    before = _digest(store)
+    code, dry, err = curate_run(project, "--dry-run")
+    assert code in (0, 3), err
+    assert _digest(store) == before
+    assert not (store / "pool").exists()
+    assert dry["stages"]["ingest"]["counts"]["added"] == 4
+    assert dry["stages"]["embed"]["counts"]["would_embed"] == 4
