@@ -393,9 +393,16 @@ def stage_evaluate(ctx: RunContext) -> StageResult:
     the stored figures are reported and no duplicate point is recorded.
     """
     from curation.pipeline import evaluate_proxy
-    from curation.pool import load_pool
+    from curation.pool import load_pool, load_pool_view
 
-    ctx.pool = load_pool(ctx.store, ctx.config)
+    if ctx.config.engine.kind == "ray":
+        # The pool may not fit here: the labeled rows, tonight's batch and a sample of the
+        # rest are all this stage reads (select scores the whole pool on the cluster).
+        ctx.pool = load_pool_view(
+            ctx.store, ctx.config, files=ctx.batch_files, seed=ctx.config.selection.seed
+        )
+    else:
+        ctx.pool = load_pool(ctx.store, ctx.config)
     drift = _batch_drift(ctx)
     result = evaluate_proxy(ctx.store, ctx.config, ctx.pool)
     if result is None:

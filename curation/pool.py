@@ -75,6 +75,58 @@ def load_pool(store: Store, config: Config) -> PoolArrays:
     )
 
 
+def load_pool_view(
+    store: Store,
+    config: Config,
+    *,
+    files: Sequence[str] = (),
+    per_language: int = 20_000,
+    seed: int = 0,
+) -> PoolArrays:
+    """:class:`PoolArrays` of part of the pool, in pool order: every labeled example, every
+    example first read from one of ``files`` (tonight's batch), and a seeded uniform sample of
+    up to ``per_language`` of the other examples of each language. What the nightly evaluate
+    stage needs (the proxy's evaluation and the label review read the labeled rows only; the
+    drift checks compare the batch with the labeled rows, or with the language's earlier rows
+    when it has few labels) without every vector of a pool that does not fit on one machine
+    (the Ray engine's case)."""
+    cache = EmbeddingCache.for_config(store, config)
+    rows = store.conn.execute(
+        "SELECT m.example_id, e.language, l.label, e.file FROM embeddings m "
+        "JOIN examples e ON e.id = m.example_id LEFT JOIN labels l ON l.example_id = m.example_id "
+        "WHERE m.model = ? ORDER BY m.shard, m.row",
+        (cache.key,),
+    ).fetchall()
+    batch = set(files)
+    keep = np.zeros(len(rows), dtype=bool)
+    others: dict[str, list[int]] = {}
+    for i, (_, language, label, file) in enumerate(rows):
+        if label is not None or file in batch:
+            keep[i] = True
+        else:
+            others.setdefault(language, []).append(i)
+    rng = np.random.default_rng(seed)
+    for language in sorted(others):
+        members = others[language]
+        if len(members) <= per_language:
+            keep[members] = True
+        else:
+            keep[rng.choice(members, size=per_language, replace=False)] = True
+    chosen = [rows[i] for i in np.flatnonzero(keep)]
+    ids, vectors = cache.load([row[0] for row in chosen])
+    selected, pending = selected_and_pending(store)
+    total = store.conn.execute("SELECT COUNT(*) FROM examples").fetchone()[0]
+    return PoolArrays(
+        ids=np.asarray(ids, dtype=object),
+        languages=np.asarray([row[1] for row in chosen], dtype=object),
+        labels=np.asarray([row[2] for row in chosen], dtype=object),
+        vectors=vectors,
+        selected_before=np.asarray([i in selected for i in ids], dtype=bool),
+        pending=np.asarray([i in pending for i in ids], dtype=bool),
+        not_embedded=total - len(rows),
+    )
+
+
 @dataclass(frozen=True)
 class RoundItem:
     example_id: str

@@ -221,3 +221,60 @@ def test_shards_are_written_in_row_groups_that_workers_read_one_at_a_time(
     assert batch["id"].tolist() == ["x8", "x9", "x0", "x1", "x2", "x3"]
     assert batch["text"].tolist()[:2] == ["text 8", "text 9"]
     assert batch["language"].tolist()[:2] == ["fr", "en"]
+
+
+def test_the_nightly_view_of_a_pool_is_its_labeled_rows_the_batch_and_a_sample(
+    tmp_path: Path,
+) -> None:
+    """`load_pool_view` (the nightly evaluate stage with the Ray engine): every labeled row
+    with the vectors and order `load_pool` gives, every row of tonight's files, and at most
+    `per_language` of each language's other rows, seeded; the labeled set's fingerprint (what
+    the stored evaluation is keyed by) is the full pool's."""
+    import numpy as np
+
+    from curation.embeddings import EmbeddingCache
+    from curation.pool import load_pool, load_pool_view
+    from curation.quality import labels_fingerprint
+
+    config = engine_config(tmp_path / "store", kind="local")
+    labeled = tmp_path / "labeled.jsonl"
+    with open(labeled, "w", encoding="utf-8") as handle:
+        for i in range(12):
+            row = {"id": f"l{i}", "text": f"labeled {i}", "language": ("en", "de")[i % 2]}
+            handle.write(json.dumps({**row, "label": ("neg", "pos")[i % 3 % 2]}) + "\n")
+    with Store(config.store.path) as store:
+        ingest_files(
+            store,
+            config,
+            [
+                labeled,
+                write_pool(tmp_path / "old.jsonl", 0, 30),
+                write_pool(tmp_path / "new.jsonl", 30, 6),
+            ],
+            progress=False,
+            new_labels=True,
+        )
+        ids = [row[0] for row in store.conn.execute("SELECT id FROM examples ORDER BY rowid")]
+        vectors = np.random.default_rng(0).standard_normal((len(ids), 8)).astype(np.float32)
+        cache = EmbeddingCache.for_config(store, config)
+        cache.add(ids[::-1][:20], vectors[::-1][:20])  # two shards, not in rowid order
+        cache.add(ids, vectors)
+        full = load_pool(store, config)
+        view = load_pool_view(
+            store, config, files=[str(tmp_path / "new.jsonl")], per_language=4, seed=7
+        )
+        again = load_pool_view(
+            store, config, files=[str(tmp_path / "new.jsonl")], per_language=4, seed=7
+        )
+    assert view.ids.tolist() == again.ids.tolist()
+    order = {example_id: i for i, example_id in enumerate(full.ids.tolist())}
+    assert [order[i] for i in view.ids] == sorted(order[i] for i in view.ids)  # pool order
+    assert view.ids[view.labeled].tolist() == full.ids[full.labeled].tolist()
+    np.testing.assert_array_equal(view.vectors[view.labeled], full.vectors[full.labeled])
+    assert labels_fingerprint(view, config, 0) == labels_fingerprint(full, config, 0)
+    batch = {f"x{i}" for i in range(30, 36)}
+    assert batch <= set(view.ids.tolist())
+    rest = [i for i in view.ids[~view.labeled].tolist() if i not in batch]
+    counts = {c: sum(1 for i in rest if full.languages[order[i]] == c) for c in ("en", "de", "fr")}
+    assert counts == {"en": 4, "de": 4, "fr": 4}  # 10 of each in old.jsonl
+    assert len(view) == 12 + 6 + 12 and view.not_embedded == 0
