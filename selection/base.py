@@ -225,12 +225,19 @@ class QueryStrategy(ABC):
             languages=languages,
             rng=rng,
         )
+        return self._select_pool(pool, budget, rng)
+
+    def _select_pool(
+        self, pool: Pool, budget: int, rng: np.random.Generator, **rank_options: Any
+    ) -> Selection:
+        """:meth:`select` after its inputs are validated: the required inputs, the ranking
+        (``rank_options`` reach a subclass's ``rank``), the near-duplicate guard."""
         missing = sorted(k for k in self.requires if getattr(pool, k) is None)
         if missing:
             raise MissingInputError(
                 f"{type(self).__name__} needs {' and '.join(missing)}; got None"
             )
-        ranking = self.rank(pool, budget, rng)
+        ranking = self.rank(pool, budget, rng, **rank_options)
         return self._finish(pool, budget, ranking)
 
     @abstractmethod

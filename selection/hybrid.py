@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -139,23 +138,23 @@ class Hybrid(QueryStrategy):
         them. A caller whose ``ids`` are a prefiltered subset of the pool (the Ray engine's
         union of shard candidates, mostly rows kept for their margin) passes the uniform sample
         it drew along, so that "covers many unlabeled neighbours" still means the pool's."""
-        inputs: dict[str, Any] = {
-            "probs": probs,
-            "embeddings": embeddings,
-            "labeled_embeddings": labeled_embeddings,
-            "languages": languages,
-            "rng": rng,
-        }
+        pool = validate_inputs(
+            ids,
+            budget,
+            probs=probs,
+            embeddings=embeddings,
+            labeled_embeddings=labeled_embeddings,
+            languages=languages,
+            rng=rng,
+        )
         if reference is None:
-            return super().select(ids, budget, **inputs)
-        pool = validate_inputs(ids, budget, **inputs)
+            return self._select_pool(pool, budget, rng)
         mask = np.asarray(reference, dtype=bool)
         if mask.shape != (pool.size,):
             raise ShapeError(
                 f"reference must be a boolean mask of {pool.size} rows, got shape {mask.shape}"
             )
-        ranking = self.rank(pool, budget, rng, reference=np.flatnonzero(mask))
-        return self._finish(pool, budget, ranking)
+        return self._select_pool(pool, budget, rng, reference=np.flatnonzero(mask))
 
     def rank(
         self,

@@ -714,15 +714,7 @@ def two_stage_select(
         and strat.stage(pool) == "warm"
     )
     if not per_language:
-        return strat.select(
-            union.ids,
-            budget,
-            probs=union.probs,
-            embeddings=union.embeddings,
-            labeled_embeddings=labeled_embeddings,
-            languages=languages,
-            rng=rng,
-        )
+        return strat._select_pool(pool, budget, rng)
     assert isinstance(strat, Hybrid)
     return _hybrid_by_language(strat, pool, union, budget, rng=rng)
 
