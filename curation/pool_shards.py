@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from curation.store import Store, utc_now
+from curation.store import Store, delete_unrecorded_files, utc_now
 
 __all__ = ["PoolShard", "pool_folder", "pool_shards", "sync_pool_shards"]
 
@@ -123,13 +123,5 @@ def sync_pool_shards(store: Store, *, rows_per_shard: int = 100_000) -> list[Poo
 def _remove_orphans(store: Store) -> int:
     """Delete files in the pool folder that no committed row names (a killed writer's).
     Called inside the write transaction."""
-    folder = pool_folder(store)
-    if not folder.exists():
-        return 0
     recorded = {row[0] for row in store.conn.execute("SELECT path FROM pool_shards")}
-    removed = 0
-    for path in folder.iterdir():
-        if path.name not in recorded:
-            path.unlink()
-            removed += 1
-    return removed
+    return delete_unrecorded_files(pool_folder(store), recorded)

@@ -386,6 +386,20 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def delete_unrecorded_files(folder: Path, recorded: set[str]) -> int:
+    """Delete the files of ``folder`` whose name is not in ``recorded`` (a killed writer's shard,
+    or its ``.tmp``); returns how many. Call it inside the write transaction that read
+    ``recorded``: outside it, another writer's shard is on disk before its row commits."""
+    if not folder.exists():
+        return 0
+    removed = 0
+    for path in folder.iterdir():
+        if path.name not in recorded:
+            path.unlink()
+            removed += 1
+    return removed
+
+
 def busy_timeout_seconds(explicit: float | None = None) -> float:
     """`explicit`, else `$CURATE_BUSY_TIMEOUT`, else 30 s."""
     if explicit is not None:
