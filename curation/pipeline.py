@@ -190,8 +190,12 @@ def select_round(
             else:
                 probs = proxy.predict_pool(store, pool.ids[candidates].tolist())
         elif labeled.sum() >= 2 and len(label_names) >= 2:
-            proxy = LogisticProxy(label_names).fit(
-                pool.vectors[labeled], pool.labels[labeled], ids=pool.ids[labeled].tolist()
+            proxy = (
+                view.proxy  # fitted on these very labeled rows before the cluster scored
+                if view is not None and view.proxy is not None
+                else LogisticProxy(label_names).fit(
+                    pool.vectors[labeled], pool.labels[labeled], ids=pool.ids[labeled].tolist()
+                )
             )
             if not proxy.degenerate_:
                 probs = _predict_rows(proxy, pool.vectors, np.flatnonzero(candidates))

@@ -75,6 +75,60 @@ def load_pool(store: Store, config: Config) -> PoolArrays:
     )
 
 
+@dataclass(frozen=True)
+class PoolIndex:
+    """The embedded examples of one model in pool order (vector shard, row), without their
+    vectors: ``pool`` has them all with vectors of width 0; ``shard``, ``row`` and ``files``
+    are aligned with it."""
+
+    pool: PoolArrays
+    shard: np.ndarray
+    row: np.ndarray
+    files: np.ndarray
+
+    def subset(self, rows: np.ndarray, vectors: np.ndarray) -> PoolArrays:
+        """The pool's ``rows`` (positions, in pool order) with their ``vectors``."""
+        pool = self.pool
+        return PoolArrays(
+            ids=pool.ids[rows],
+            languages=pool.languages[rows],
+            labels=pool.labels[rows],
+            vectors=vectors,
+            selected_before=pool.selected_before[rows],
+            pending=pool.pending[rows],
+            not_embedded=pool.not_embedded,
+        )
+
+
+def pool_index(store: Store, cache: EmbeddingCache) -> PoolIndex:
+    """What :func:`load_pool` gives, in its order, but no vector: for callers that load only
+    some rows' vectors (the Ray engine, the nightly's view of a large pool)."""
+    mapping = store.conn.execute(
+        "SELECT m.example_id, m.shard, m.row, e.language, l.label, e.file FROM embeddings m "
+        "JOIN examples e ON e.id = m.example_id LEFT JOIN labels l ON l.example_id = m.example_id "
+        "WHERE m.model = ? ORDER BY m.shard, m.row",
+        (cache.key,),
+    ).fetchall()
+    ids = np.asarray([r[0] for r in mapping], dtype=object)
+    selected, pending = selected_and_pending(store)
+    total = store.conn.execute("SELECT COUNT(*) FROM examples").fetchone()[0]
+    pool = PoolArrays(
+        ids=ids,
+        languages=np.asarray([r[3] for r in mapping], dtype=object),
+        labels=np.asarray([r[4] for r in mapping], dtype=object),
+        vectors=np.zeros((len(ids), 0), dtype=np.float32),
+        selected_before=np.fromiter((i in selected for i in ids), dtype=bool, count=len(ids)),
+        pending=np.fromiter((i in pending for i in ids), dtype=bool, count=len(ids)),
+        not_embedded=total - len(ids),
+    )
+    return PoolIndex(
+        pool,
+        np.asarray([r[1] for r in mapping], dtype=np.int64),
+        np.asarray([r[2] for r in mapping], dtype=np.int64),
+        np.asarray([r[5] for r in mapping], dtype=object),
+    )
+
+
 def load_pool_view(
     store: Store,
     config: Config,
@@ -91,40 +145,18 @@ def load_pool_view(
     when it has few labels) without every vector of a pool that does not fit on one machine
     (the Ray engine's case)."""
     cache = EmbeddingCache.for_config(store, config)
-    rows = store.conn.execute(
-        "SELECT m.example_id, e.language, l.label, e.file FROM embeddings m "
-        "JOIN examples e ON e.id = m.example_id LEFT JOIN labels l ON l.example_id = m.example_id "
-        "WHERE m.model = ? ORDER BY m.shard, m.row",
-        (cache.key,),
-    ).fetchall()
-    batch = set(files)
-    keep = np.zeros(len(rows), dtype=bool)
-    others: dict[str, list[int]] = {}
-    for i, (_, language, label, file) in enumerate(rows):
-        if label is not None or file in batch:
-            keep[i] = True
-        else:
-            others.setdefault(language, []).append(i)
+    index = pool_index(store, cache)
+    full = index.pool
+    keep = full.labeled | np.isin(index.files, list(files))
     rng = np.random.default_rng(seed)
-    for language in sorted(others):
-        members = others[language]
-        if len(members) <= per_language:
-            keep[members] = True
-        else:
-            keep[rng.choice(members, size=per_language, replace=False)] = True
-    chosen = [rows[i] for i in np.flatnonzero(keep)]
-    ids, vectors = cache.load([row[0] for row in chosen])
-    selected, pending = selected_and_pending(store)
-    total = store.conn.execute("SELECT COUNT(*) FROM examples").fetchone()[0]
-    return PoolArrays(
-        ids=np.asarray(ids, dtype=object),
-        languages=np.asarray([row[1] for row in chosen], dtype=object),
-        labels=np.asarray([row[2] for row in chosen], dtype=object),
-        vectors=vectors,
-        selected_before=np.asarray([i in selected for i in ids], dtype=bool),
-        pending=np.asarray([i in pending for i in ids], dtype=bool),
-        not_embedded=total - len(rows),
-    )
+    for language in sorted(set(full.languages[~keep].tolist())):
+        members = np.flatnonzero(~keep & (full.languages == language))
+        if len(members) > per_language:
+            members = rng.choice(members, size=per_language, replace=False)
+        keep[members] = True
+    rows = np.flatnonzero(keep)
+    _, vectors = cache.load(full.ids[rows].tolist())
+    return index.subset(rows, vectors)
 
 
 @dataclass(frozen=True)

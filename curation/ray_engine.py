@@ -51,7 +51,7 @@ import numpy as np
 from curation.config import Config, EmbeddingConfig, EngineConfig
 from curation.embeddings import EmbeddingCache, make_embedder, passage_prefix
 from curation.errors import ConfigError, InputError
-from curation.pool import PoolArrays, selected_and_pending
+from curation.pool import PoolArrays, pool_index
 from curation.pool_shards import pool_shards, sync_pool_shards
 from curation.store import Store
 
@@ -237,33 +237,49 @@ def _pool_dataset(ray: Any, paths: list[str]) -> Any:
     )
 
 
-def _adapter_probabilities(
-    ray: Any, store: Store, config: Config, ids: np.ndarray, rows: np.ndarray
-) -> np.ndarray:
-    """The latest finished adapter's probabilities for ``ids[rows]`` (NaN elsewhere), computed
-    over the pool shards on an actor pool."""
+def _on_actor_pool(
+    ray: Any, engine: EngineConfig, paths: list[str], actor: type, **constructor: Any
+) -> tuple[Any, int, float]:
+    """The pool shards at ``paths`` mapped through a fixed pool of ``actor``s (each built once
+    with ``constructor`` plus ``threads`` matched to its CPUs and ``use_gpu``); returns the
+    dataset, the number of actors and the GPUs each holds."""
     import ray.data
 
-    from curation.adapter_proxy import AdapterProxy
-
-    engine = config.engine
-    adapter = AdapterProxy.latest(store)
-    labels = list(store.label_names())
-    sync_pool_shards(store, rows_per_shard=engine.pool_shard_rows)
     gpus = _gpus_per_actor(ray, engine)
-    dataset = _pool_dataset(ray, [str(shard.path) for shard in pool_shards(store)]).map_batches(
-        AdapterActor,
+    actors = _embedding_actors(ray, engine, gpus)
+    dataset = _pool_dataset(ray, paths).map_batches(
+        actor,
         fn_constructor_kwargs={
-            "run_dir": str(adapter.run_dir),
-            "labels": labels,
+            **constructor,
             "threads": max(1, math.floor(engine.num_cpus)),
             "use_gpu": gpus > 0,
         },
         batch_size=engine.batch_size,
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=_embedding_actors(ray, engine, gpus)),
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=engine.num_cpus,
         num_gpus=gpus or None,
+    )
+    return dataset, actors, gpus
+
+
+def _adapter_probabilities(
+    ray: Any, store: Store, config: Config, ids: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
+    """The latest finished adapter's probabilities for ``ids[rows]`` (NaN elsewhere), computed
+    over the pool shards on an actor pool."""
+    from curation.adapter_proxy import AdapterProxy
+
+    adapter = AdapterProxy.latest(store)
+    labels = list(store.label_names())
+    sync_pool_shards(store, rows_per_shard=config.engine.pool_shard_rows)
+    dataset, _, _ = _on_actor_pool(
+        ray,
+        config.engine,
+        [str(shard.path) for shard in pool_shards(store)],
+        AdapterActor,
+        run_dir=str(adapter.run_dir),
+        labels=labels,
     )
     wanted = {example_id: row for row, example_id in zip(rows, ids[rows].tolist(), strict=True)}
     out = np.full((len(ids), len(labels)), np.nan)
@@ -340,24 +356,13 @@ def embed_pool_ray(
     missing = sum(rows - done for _, rows, done in todo)
     started = time.perf_counter()
     with ray_session(engine) as ray:
-        import ray.data
-
-        gpus = _gpus_per_actor(ray, engine)
-        actors = _embedding_actors(ray, engine, gpus)
-        dataset = _pool_dataset(ray, [str(shard.path) for shard, _, _ in todo])
-        dataset = dataset.map_batches(
+        dataset, actors, gpus = _on_actor_pool(
+            ray,
+            engine,
+            [str(shard.path) for shard, _, _ in todo],
             EmbedActor,
-            fn_constructor_kwargs={
-                "embedding": config.embedding.model_dump(mode="json"),
-                "threads": max(1, math.floor(engine.num_cpus)),
-                "use_gpu": gpus > 0,
-                "skip": frozenset(skip),
-            },
-            batch_size=engine.batch_size,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=engine.num_cpus,
-            num_gpus=gpus or None,
+            embedding=config.embedding.model_dump(mode="json"),
+            skip=frozenset(skip),
         )
         log.info("embedding %d texts on Ray with %d actor(s), %s GPU each", missing, actors, gpus)
         result["actors"] = actors
@@ -398,6 +403,8 @@ class DistributedView:
         kept: rows in the union of the tasks' candidates.
         probs: with ``proxy = "adapter"``, the adapter's probabilities of the reduced pool's
             rows from the cluster (NaN where not computed), so select need not run it again.
+        proxy: the logistic proxy fitted on the labeled rows (which the reduced pool holds
+            whole, in the same order), so select need not fit it again.
     """
 
     candidates: np.ndarray
@@ -407,50 +414,7 @@ class DistributedView:
     shards: int
     kept: int = 0
     probs: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class _PoolIndex:
-    """The embedded examples in pool order (vector shard, row), without their vectors."""
-
-    pool: PoolArrays
-    shard: np.ndarray
-    row: np.ndarray
-    shard_paths: dict[int, str]
-
-
-def _pool_index(store: Store, cache: EmbeddingCache) -> _PoolIndex:
-    """The store's embedded examples in the order curation.pool.load_pool gives them."""
-    mapping = store.conn.execute(
-        "SELECT m.example_id, m.shard, m.row, e.language, l.label FROM embeddings m "
-        "JOIN examples e ON e.id = m.example_id LEFT JOIN labels l ON l.example_id = m.example_id "
-        "WHERE m.model = ? ORDER BY m.shard, m.row",
-        (cache.key,),
-    ).fetchall()
-    ids = np.asarray([r[0] for r in mapping], dtype=object)
-    selected, pending = selected_and_pending(store)
-    total = store.conn.execute("SELECT COUNT(*) FROM examples").fetchone()[0]
-    pool = PoolArrays(
-        ids=ids,
-        languages=np.asarray([r[3] for r in mapping], dtype=object),
-        labels=np.asarray([r[4] for r in mapping], dtype=object),
-        vectors=np.zeros((len(ids), 0), dtype=np.float32),
-        selected_before=np.fromiter((i in selected for i in ids), dtype=bool, count=len(ids)),
-        pending=np.fromiter((i in pending for i in ids), dtype=bool, count=len(ids)),
-        not_embedded=total - len(ids),
-    )
-    paths = {
-        int(shard): str(cache.folder / path)
-        for shard, path in store.conn.execute(
-            "SELECT shard, path FROM embedding_shards WHERE model = ?", (cache.key,)
-        )
-    }
-    return _PoolIndex(
-        pool,
-        np.asarray([r[1] for r in mapping], dtype=np.int64),
-        np.asarray([r[2] for r in mapping], dtype=np.int64),
-        paths,
-    )
+    proxy: Any = None
 
 
 def _score_task(
@@ -516,8 +480,14 @@ def distributed_pool(
     from selection.two_stage import LanguageStats, merge_candidates, per_language_plan
 
     cache = EmbeddingCache.for_config(store, config)
-    index = _pool_index(store, cache)
+    index = pool_index(store, cache)
     full = index.pool
+    shard_paths = {
+        int(shard): str(cache.folder / path)
+        for shard, path in store.conn.execute(
+            "SELECT shard, path FROM embedding_shards WHERE model = ?", (cache.key,)
+        )
+    }
     if len(full) == 0:
         raise InputError("no embedded examples: run `curate ingest` and `curate embed` first")
     labeled = full.labeled
@@ -525,19 +495,19 @@ def distributed_pool(
     pool_sizes = dict(Counter(full.languages[candidates].tolist()))
     label_rows = np.flatnonzero(labeled)
     _, labeled_vectors = cache.load(full.ids[label_rows].tolist())
-    labeled_pool = _subset(full, label_rows, labeled_vectors)
+    labeled_pool = index.subset(label_rows, labeled_vectors)
 
     label_names = store.label_names()
     proxy = None
     calibration = None
     adapter = config.selection.proxy == "adapter"
+    fitted = None
     if not adapter and len(label_rows) >= 2 and len(label_names) >= 2:
-        proxy = LogisticProxy(label_names).fit(
+        fitted = LogisticProxy(label_names).fit(
             labeled_vectors, full.labels[label_rows], ids=full.ids[label_rows].tolist()
         )
-        if proxy.degenerate_:
-            proxy = None
-        elif config.selection.calibrate:
+        proxy = None if fitted.degenerate_ else fitted
+        if proxy is not None and config.selection.calibrate:
             calibration = proxy_calibration(store, config, labeled_pool, seed=seed)
     if config.selection.stopping.enabled and config.selection.proxy == "logistic":
         # drawn from the full pool's index exactly as locally (it needs no vectors)
@@ -579,9 +549,7 @@ def distributed_pool(
             futures = []
             for group, group_seed in zip(groups, seeds, strict=True):
                 members = rows_of[group[0][1].start : group[-1][1].stop]
-                parts = [
-                    (index.shard_paths[shard], index.row[rows_of[part]]) for shard, part in group
-                ]
+                parts = [(shard_paths[shard], index.row[rows_of[part]]) for shard, part in group]
                 futures.append(
                     task.remote(
                         parts,
@@ -631,7 +599,7 @@ def distributed_pool(
     if others:
         _, other_vectors = cache.load(full.ids[others].tolist())
         vectors[[at[r] for r in others]] = other_vectors
-    reduced = _subset(full, rows, vectors)
+    reduced = index.subset(rows, vectors)
     in_union = np.zeros(len(rows), dtype=bool)
     control_rows = np.zeros(len(rows), dtype=bool)
     probs = None
@@ -656,17 +624,6 @@ def distributed_pool(
         ),
         shards=len(groups),
         kept=0 if union is None else len(union),
+        proxy=fitted,
     )
     return reduced, view
-
-
-def _subset(pool: PoolArrays, rows: np.ndarray, vectors: np.ndarray) -> PoolArrays:
-    return PoolArrays(
-        ids=pool.ids[rows],
-        languages=pool.languages[rows],
-        labels=pool.labels[rows],
-        vectors=vectors,
-        selected_before=pool.selected_before[rows],
-        pending=pool.pending[rows],
-        not_embedded=pool.not_embedded,
-    )
